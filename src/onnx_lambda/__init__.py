@@ -1,0 +1,1 @@
+"""Serverless ONNX inference on AWS Lambda."""

@@ -1,0 +1,104 @@
+"""``manifest.json``: the contract published beside every model.
+
+It pins the sha256 of every file, states the tensor signature, the tokenizer settings and a golden
+request/response pair. The service refuses a model whose files disagree with it, ``publish`` refuses
+to upload one, and the pre-traffic hook replays the golden request against a new Lambda version.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+MANIFEST_FILE = "manifest.json"
+MODEL_FILE = "model.onnx"
+TOKENIZER_FILE = "tokenizer.json"
+
+Datatype = Literal[
+    "BOOL", "UINT8", "UINT16", "UINT32", "UINT64", "INT8", "INT16", "INT32", "INT64",
+    "FP16", "FP32", "FP64", "BYTES",
+]  # fmt: skip
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class TensorSpec(_Strict):
+    """One input or output, in Open Inference Protocol terms; ``-1`` marks a dynamic axis."""
+
+    name: str
+    datatype: Datatype
+    shape: list[int]
+
+
+class FileEntry(_Strict):
+    sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
+    bytes: int = Field(ge=0)
+
+
+class TokenizerSettings(_Strict):
+    file: str = TOKENIZER_FILE
+    max_length: int = Field(default=256, gt=0)
+    #: "longest" pads each batch to its longest item (not the fixed 128 of the shipped file).
+    padding: Literal["longest"] = "longest"
+
+
+class Golden(_Strict):
+    """A request and the response it must produce, compared within ``atol``."""
+
+    infer_request: dict[str, Any]
+    infer_response: dict[str, Any]
+    embeddings_request: dict[str, Any] | None = None
+    embeddings_response: dict[str, Any] | None = None
+    atol: float = Field(default=1e-4, gt=0)
+
+
+class Manifest(_Strict):
+    schema_version: Literal[1] = 1
+    name: str = Field(pattern=r"^[a-z0-9][a-z0-9._-]{0,62}$")
+    version: str = Field(pattern=r"^[A-Za-z0-9._-]{1,64}$")
+    platform: Literal["onnxruntime_onnx"] = "onnxruntime_onnx"
+    description: str = ""
+    files: dict[str, FileEntry]
+    inputs: list[TensorSpec]
+    outputs: list[TensorSpec]
+    tokenizer: TokenizerSettings | None = None
+    golden: Golden
+    #: Free-form provenance: source package and version, exporter, opset, quantization.
+    source: dict[str, Any] = Field(default_factory=dict)
+
+    @property
+    def model_sha256(self) -> str:
+        return self.files[MODEL_FILE].sha256
+
+
+def sha256_hex(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def file_entry(path: Path) -> FileEntry:
+    data = path.read_bytes()
+    return FileEntry(sha256=sha256_hex(data), bytes=len(data))
+
+
+def read_manifest(model_dir: Path) -> Manifest:
+    return Manifest.model_validate_json((model_dir / MANIFEST_FILE).read_bytes())
+
+
+def verify_model_dir(model_dir: Path) -> Manifest:
+    """Check every file the manifest lists against its sha256; raise ``ValueError`` naming the first mismatch."""
+    manifest = read_manifest(model_dir)
+    if MODEL_FILE not in manifest.files:
+        raise ValueError(f"{model_dir / MANIFEST_FILE}: lists no {MODEL_FILE}")
+    for name, expected in manifest.files.items():
+        path = model_dir / name
+        if not path.is_file():
+            raise ValueError(f"{path}: listed in the manifest but missing")
+        actual = sha256_hex(path.read_bytes())
+        if actual != expected.sha256:
+            raise ValueError(f"{path}: sha256 {actual} does not match the manifest's {expected.sha256}")
+    return manifest

@@ -1,0 +1,169 @@
+"""An onnxruntime session built from bytes, with its signature and a validated ``run``.
+
+Session options are explicit because the defaults are wrong for Lambda: onnxruntime sizes its pools from
+the host's core count, not from the vCPUs the function's memory setting buys.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Mapping
+from dataclasses import dataclass
+from typing import Literal
+
+import numpy as np
+import onnxruntime as ort
+
+from onnx_lambda.errors import BadRequest, ModelLoadError, PayloadTooLarge
+from onnx_lambda.manifest import Datatype, Manifest, TensorSpec
+
+GraphOptimization = Literal["disable", "basic", "extended", "all"]
+
+_OPTIMIZATION_LEVELS: dict[str, ort.GraphOptimizationLevel] = {
+    "disable": ort.GraphOptimizationLevel.ORT_DISABLE_ALL,
+    "basic": ort.GraphOptimizationLevel.ORT_ENABLE_BASIC,
+    "extended": ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED,
+    "all": ort.GraphOptimizationLevel.ORT_ENABLE_ALL,
+}
+
+#: onnxruntime's tensor type strings, in Open Inference Protocol terms.
+_ORT_DATATYPES: dict[str, Datatype] = {
+    "tensor(bool)": "BOOL",
+    "tensor(uint8)": "UINT8",
+    "tensor(uint16)": "UINT16",
+    "tensor(uint32)": "UINT32",
+    "tensor(uint64)": "UINT64",
+    "tensor(int8)": "INT8",
+    "tensor(int16)": "INT16",
+    "tensor(int32)": "INT32",
+    "tensor(int64)": "INT64",
+    "tensor(float16)": "FP16",
+    "tensor(float)": "FP32",
+    "tensor(double)": "FP64",
+    "tensor(string)": "BYTES",
+}
+
+_NUMPY_DTYPES: dict[str, np.dtype[np.generic]] = {
+    "BOOL": np.dtype(np.bool_),
+    "UINT8": np.dtype(np.uint8),
+    "UINT16": np.dtype(np.uint16),
+    "UINT32": np.dtype(np.uint32),
+    "UINT64": np.dtype(np.uint64),
+    "INT8": np.dtype(np.int8),
+    "INT16": np.dtype(np.int16),
+    "INT32": np.dtype(np.int32),
+    "INT64": np.dtype(np.int64),
+    "FP16": np.dtype(np.float16),
+    "FP32": np.dtype(np.float32),
+    "FP64": np.dtype(np.float64),
+    "BYTES": np.dtype(object),
+}
+
+
+def session_options(threads: int, optimization: GraphOptimization) -> ort.SessionOptions:
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = threads
+    # One request at a time per execution environment: there's no parallel branch worth a second pool.
+    options.inter_op_num_threads = 1
+    options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    options.graph_optimization_level = _OPTIMIZATION_LEVELS[optimization]
+    # Spinning threads burn billed CPU between requests; Lambda bills wall-clock, not CPU, but a spinning
+    # pool also steals the core from the event loop that serialises the response.
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    options.log_severity_level = 3
+    return options
+
+
+def _dims(shape: list[int | str | None]) -> list[int]:
+    return [dim if isinstance(dim, int) and dim >= 0 else -1 for dim in shape]
+
+
+@dataclass(frozen=True, slots=True)
+class Signature:
+    inputs: tuple[TensorSpec, ...]
+    outputs: tuple[TensorSpec, ...]
+
+    def input(self, name: str) -> TensorSpec:
+        for spec in self.inputs:
+            if spec.name == name:
+                return spec
+        raise BadRequest(f"model has no input named {name!r}; expected one of {[s.name for s in self.inputs]}")
+
+
+class OnnxModel:
+    """One loaded model. ``run`` validates names, dtypes and shapes, so onnxruntime only sees good input."""
+
+    def __init__(self, manifest: Manifest, session: ort.InferenceSession) -> None:
+        self.manifest = manifest
+        self.name = manifest.name
+        self.version = manifest.version
+        self._session = session
+        self.signature = Signature(
+            inputs=tuple(
+                TensorSpec(name=i.name, datatype=_ORT_DATATYPES[i.type], shape=_dims(i.shape))
+                for i in session.get_inputs()
+            ),
+            outputs=tuple(
+                TensorSpec(name=o.name, datatype=_ORT_DATATYPES[o.type], shape=_dims(o.shape))
+                for o in session.get_outputs()
+            ),
+        )
+        self._output_names = [spec.name for spec in self.signature.outputs]
+        self._input_specs = {spec.name: spec for spec in self.signature.inputs}
+
+    @classmethod
+    def from_bytes(
+        cls, manifest: Manifest, data: bytes, *, threads: int, optimization: GraphOptimization = "all"
+    ) -> OnnxModel:
+        try:
+            session = ort.InferenceSession(
+                data, sess_options=session_options(threads, optimization), providers=["CPUExecutionProvider"]
+            )
+        except Exception as exc:  # onnxruntime raises its own, unexported exception types
+            raise ModelLoadError(f"model {manifest.name!r} is not a loadable ONNX model: {exc}") from exc
+        return cls(manifest, session)
+
+    def validate(self, inputs: Mapping[str, np.ndarray], max_batch_size: int) -> None:
+        """Refuse what onnxruntime would fail on, with a message that names the input and the expectation."""
+        missing = self._input_specs.keys() - inputs.keys()
+        if missing:
+            raise BadRequest(f"missing input(s) {sorted(missing)}; model {self.name!r} needs {list(self._input_specs)}")
+        batch: int | None = None
+        for name, array in inputs.items():
+            spec = self._input_specs.get(name)
+            if spec is None:
+                raise BadRequest(f"unknown input {name!r}; model {self.name!r} takes {list(self._input_specs)}")
+            expected_dtype = _NUMPY_DTYPES[spec.datatype]
+            if array.dtype != expected_dtype and not (spec.datatype == "BYTES" and array.dtype.kind in "OSU"):
+                raise BadRequest(f"input {name!r} must be {spec.datatype}")
+            if array.ndim != len(spec.shape):
+                raise BadRequest(
+                    f"input {name!r} has shape {list(array.shape)}; expected {len(spec.shape)} dimensions "
+                    f"{spec.shape} (-1 = any)"
+                )
+            for axis, (got, want) in enumerate(zip(array.shape, spec.shape, strict=True)):
+                if want >= 0 and got != want:
+                    raise BadRequest(
+                        f"input {name!r} has shape {list(array.shape)}; dimension {axis} must be {want} "
+                        f"(expected {spec.shape}, -1 = any)"
+                    )
+            if spec.shape and spec.shape[0] == -1 and array.ndim:
+                if batch is None:
+                    batch = array.shape[0]
+                elif array.shape[0] != batch:
+                    raise BadRequest(f"inputs disagree on the batch size: {name!r} has {array.shape[0]}, not {batch}")
+        if batch is not None:
+            if batch == 0:
+                raise BadRequest("batch is empty: send at least one row")
+            if batch > max_batch_size:
+                raise PayloadTooLarge(f"batch size {batch} is over the limit of {max_batch_size}")
+
+    def run(self, inputs: Mapping[str, np.ndarray], outputs: Collection[str] | None = None) -> dict[str, np.ndarray]:
+        """Run without validation: callers validate once, at the edge."""
+        names = self._output_names
+        if outputs is not None:
+            unknown = [name for name in outputs if name not in self._output_names]
+            if unknown:
+                raise BadRequest(f"unknown output(s) {unknown}; model {self.name!r} produces {self._output_names}")
+            names = list(outputs)
+        results = self._session.run(names, dict(inputs))
+        return dict(zip(names, results, strict=True))

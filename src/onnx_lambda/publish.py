@@ -1,0 +1,139 @@
+"""Publish a model directory to S3 under an immutable, content-addressed prefix.
+
+The same code publishes to the local S3 for ``make serve`` and to the real bucket before ``sam deploy``,
+so the service always loads a model the way Lambda does: ``s3://`` with a pinned VersionId and sha256.
+"""
+
+from __future__ import annotations
+
+import argparse
+import shlex
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from onnx_lambda.manifest import MANIFEST_FILE, MODEL_FILE, Manifest, verify_model_dir
+
+if TYPE_CHECKING:
+    from mypy_boto3_s3 import S3Client
+
+_CONTENT_TYPES = {MODEL_FILE: "application/octet-stream", MANIFEST_FILE: "application/json"}
+
+
+@dataclass(frozen=True, slots=True)
+class PublishedModel:
+    name: str
+    version: str
+    bucket: str
+    key: str
+    version_id: str
+    sha256: str
+
+    @property
+    def uri(self) -> str:
+        return f"s3://{self.bucket}/{self.key}?versionId={self.version_id}"
+
+    def parameter_overrides(self) -> str:
+        """What ``sam deploy --parameter-overrides`` takes to pin this model."""
+        return " ".join(
+            f"{name}={shlex.quote(value)}"
+            for name, value in (
+                ("ModelKey", self.key),
+                ("ModelVersionId", self.version_id),
+                ("ModelSha256", self.sha256),
+            )
+        )
+
+
+def model_prefix(manifest: Manifest, root: str = "models") -> str:
+    # The sha in the prefix makes it immutable: a new model never overwrites the files an older
+    # Lambda version reads beside its pinned model.onnx.
+    return f"{root.strip('/')}/{manifest.name}/{manifest.version}-{manifest.model_sha256[:16]}"
+
+
+def publish(model_dir: Path, bucket: str, s3: S3Client, root: str = "models") -> PublishedModel:
+    """Upload model, tokenizer and manifest; refuse a directory whose files disagree with its manifest."""
+    manifest = verify_model_dir(model_dir)
+    prefix = model_prefix(manifest, root)
+    # The model goes last, so the sidecar files it is verified against are in place before it can be pinned.
+    names = sorted(manifest.files, key=lambda name: name == MODEL_FILE)
+    version_ids: dict[str, str] = {}
+    for name in [*names, MANIFEST_FILE]:
+        key = f"{prefix}/{name}"
+        data = (model_dir / name).read_bytes()
+        sha256 = manifest.files[name].sha256 if name in manifest.files else None
+        existing = _existing_version(s3, bucket, key, sha256)
+        if existing is not None:
+            version_ids[name] = existing
+            continue
+        response = s3.put_object(
+            Bucket=bucket,
+            Key=key,
+            Body=data,
+            ContentType=_CONTENT_TYPES.get(name, "application/json"),
+            Metadata={"sha256": sha256} if sha256 else {},
+        )
+        version_ids[name] = response.get("VersionId") or ""
+    model_version = version_ids[MODEL_FILE]
+    if not model_version or model_version == "null":
+        raise ValueError(f"bucket {bucket!r} is not versioned: a model can't be pinned without a VersionId")
+    return PublishedModel(
+        name=manifest.name,
+        version=manifest.version,
+        bucket=bucket,
+        key=f"{prefix}/{MODEL_FILE}",
+        version_id=model_version,
+        sha256=manifest.model_sha256,
+    )
+
+
+def _existing_version(s3: S3Client, bucket: str, key: str, sha256: str | None) -> str | None:
+    """Re-publishing the same bytes keeps the same VersionId, so deploy parameters stay stable."""
+    if sha256 is None:
+        return None
+    try:
+        head = s3.head_object(Bucket=bucket, Key=key)
+    except s3.exceptions.ClientError:
+        return None
+    if head.get("Metadata", {}).get("sha256") == sha256:
+        return head.get("VersionId")
+    return None
+
+
+def stack_output(stack_name: str, output_key: str, region: str | None) -> str:
+    import boto3
+
+    stacks = boto3.client("cloudformation", region_name=region).describe_stacks(StackName=stack_name)["Stacks"]
+    for output in stacks[0].get("Outputs", []):
+        if output.get("OutputKey") == output_key:
+            return str(output["OutputValue"])
+    raise SystemExit(f"stack {stack_name!r} has no output {output_key!r}")
+
+
+def add_publish_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("model_dir", type=Path, help="a directory with model.onnx, manifest.json (and tokenizer.json)")
+    target = parser.add_mutually_exclusive_group(required=True)
+    target.add_argument("--bucket", help="the model bucket")
+    target.add_argument("--stack-name", help="read the bucket from this stack's ModelBucketName output")
+    parser.add_argument("--region", help="AWS region (default: your AWS configuration)")
+    parser.add_argument("--prefix", default="models", help="key prefix in the bucket (default: models)")
+    parser.add_argument("--endpoint-url", help="an S3-compatible endpoint, e.g. the local stack's")
+    parser.add_argument("--write-overrides", type=Path, help="also write the parameter overrides to this file")
+
+
+def publish_command(args: argparse.Namespace) -> int:
+    import boto3
+
+    bucket = args.bucket or stack_output(args.stack_name, "ModelBucketName", args.region)
+    s3 = boto3.client("s3", region_name=args.region, endpoint_url=args.endpoint_url)
+    try:
+        published = publish(args.model_dir, bucket, s3, args.prefix)
+    except (ValueError, FileNotFoundError) as exc:
+        print(f"refusing to publish: {exc}")
+        return 2
+    overrides = published.parameter_overrides()
+    print(f"published {published.name} {published.version} to {published.uri}")
+    print(f"sam deploy --parameter-overrides {overrides}")
+    if args.write_overrides:
+        args.write_overrides.write_text(overrides + "\n")
+    return 0

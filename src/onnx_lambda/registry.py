@@ -1,0 +1,122 @@
+"""The models this deployment serves, loaded all at once at init.
+
+Loading is all-or-nothing: either every configured model verified and loaded, or the registry is not
+ready and serves nothing but health. A half-loaded deployment never answers an inference request.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+
+from aws_lambda_powertools.metrics import MetricUnit, single_metric
+
+from onnx_lambda.config import ModelSource, Settings
+from onnx_lambda.embeddings import Embedder
+from onnx_lambda.errors import ModelLoadError, NotFound, ServiceError
+from onnx_lambda.model import OnnxModel
+from onnx_lambda.model_store import ModelStore
+from onnx_lambda.observability import (
+    MODEL_BYTES,
+    MODEL_LOAD_FAILURE,
+    MODEL_LOAD_TIME,
+    NAMESPACE,
+    SERVICE,
+    logger,
+    tracer,
+)
+
+
+class ServiceUnavailable(ServiceError):
+    status = 503
+
+
+@dataclass(frozen=True, slots=True)
+class ServedModel:
+    model: OnnxModel
+    embedder: Embedder | None
+    uri: str
+
+
+@dataclass(slots=True)
+class ModelRegistry:
+    models: dict[str, ServedModel] = field(default_factory=dict)
+    #: Why the registry is not ready; None once every model loaded.
+    error: str | None = "models not loaded yet"
+
+    @property
+    def ready(self) -> bool:
+        return self.error is None
+
+    def get(self, name: str, version: str | None = None) -> ServedModel:
+        if self.error is not None:
+            raise ServiceUnavailable("models are not loaded; see /v2/health/ready")
+        served = self.models.get(name)
+        if served is None:
+            raise NotFound(f"unknown model {name!r}; this deployment serves {sorted(self.models)}")
+        if version is not None and version != served.model.version:
+            raise NotFound(f"model {name!r} has no version {version!r}; it serves version {served.model.version!r}")
+        return served
+
+    def embedders(self) -> Iterator[str]:
+        return (name for name, served in self.models.items() if served.embedder is not None)
+
+
+def load_registry(settings: Settings, store: ModelStore | None = None) -> ModelRegistry:
+    """Fetch, verify and load every configured model; raise ModelLoadError naming the first that fails."""
+    store = store or ModelStore(settings)
+    registry = ModelRegistry()
+    try:
+        for source in settings.models:
+            served = _load_one(settings, store, source)
+            if served.model.name in registry.models:
+                raise ModelLoadError(f"two configured models are both named {served.model.name!r}")
+            registry.models[served.model.name] = served
+    except ModelLoadError as exc:
+        registry.error = str(exc)
+        logger.error("model load failed", extra={"reason": str(exc)})
+        with single_metric(name=MODEL_LOAD_FAILURE, unit=MetricUnit.Count, value=1, namespace=NAMESPACE) as m:
+            m.add_dimension(name="service", value=SERVICE)
+        raise
+    registry.error = None
+    return registry
+
+
+def _load_one(settings: Settings, store: ModelStore, source: ModelSource) -> ServedModel:
+    started = time.perf_counter()
+    with tracer.provider.in_subsegment("## model fetch") as subsegment:
+        artifacts = store.fetch(source)
+        subsegment.put_annotation("model", artifacts.manifest.name)
+    manifest = artifacts.manifest
+    with tracer.provider.in_subsegment("## session create"):
+        model = OnnxModel.from_bytes(
+            manifest, artifacts.model, threads=settings.threads, optimization=settings.graph_optimization
+        )
+    embedder = None
+    if manifest.tokenizer is not None:
+        if artifacts.tokenizer is None:
+            raise ModelLoadError(f"model {manifest.name!r}: manifest names a tokenizer but none was fetched")
+        embedder = Embedder(model, artifacts.tokenizer, manifest.tokenizer)
+    elapsed_ms = (time.perf_counter() - started) * 1000
+    logger.info(
+        "model loaded",
+        extra={
+            "model": manifest.name,
+            "model_version": manifest.version,
+            "uri": source.uri,
+            "bytes": len(artifacts.model),
+            "load_ms": round(elapsed_ms, 1),
+            "from_cache": artifacts.from_cache,
+            "timings": artifacts.timings,
+        },
+    )
+    for name, value, unit in (
+        (MODEL_LOAD_TIME, elapsed_ms, MetricUnit.Milliseconds),
+        (MODEL_BYTES, float(len(artifacts.model)), MetricUnit.Bytes),
+    ):
+        with single_metric(name=name, unit=unit, value=value, namespace=NAMESPACE) as metric:
+            metric.add_dimension(name="service", value=SERVICE)
+            metric.add_dimension(name="model", value=manifest.name)
+            metric.add_dimension(name="model_version", value=manifest.version)
+    return ServedModel(model=model, embedder=embedder, uri=source.uri)

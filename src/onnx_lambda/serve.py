@@ -1,0 +1,116 @@
+"""``onnx-lambda serve``: the whole service on a laptop, no AWS account and no Docker.
+
+It starts moto's server on loopback (S3 + Cognito), creates the pool, clients and a dev user, publishes
+the models with the same ``publish`` code that targets AWS, and serves the app with uvicorn. The service
+loads its models from ``s3://`` with a pinned VersionId and sha256 and verifies real RS256 tokens against
+the pool's JWKS, exactly as it does behind API Gateway.
+"""
+
+from __future__ import annotations
+
+import argparse
+import errno
+import os
+import socket
+import sys
+from pathlib import Path
+
+from onnx_lambda.invoke import DEFAULT_MODELS
+
+STATE_DIR = Path(".local")
+
+
+def port_is_free(host: str, port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind((host, port))
+        except OSError as exc:
+            if exc.errno == errno.EADDRINUSE:
+                return False
+            raise
+    return True
+
+
+def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--host", default="127.0.0.1", help="bind address (default: loopback only)")
+    parser.add_argument("--port", type=int, default=int(os.environ.get("PORT", "8000")), help="API port (default 8000)")
+    parser.add_argument("--moto-port", type=int, default=None, help="local AWS port (default: API port + 1)")
+    parser.add_argument("--models-dir", type=Path, default=Path("models"), help="built models (default: models)")
+    parser.add_argument(
+        "--model",
+        action="append",
+        dest="models",
+        help=f"a model directory name to serve (default: {DEFAULT_MODELS})",
+    )
+    parser.add_argument("--state-dir", type=Path, default=STATE_DIR, help="where the local stack's state goes")
+
+
+def serve_command(args: argparse.Namespace) -> int:
+    import boto3
+    import uvicorn
+
+    from onnx_lambda.app import create_app
+    from onnx_lambda.config import ModelSource, Settings
+    from onnx_lambda.local_cloud import bootstrap, start_moto
+    from onnx_lambda.publish import publish
+    from onnx_lambda.registry import load_registry
+
+    moto_port = args.moto_port or args.port + 1
+    for name, port in (("API", args.port), ("local AWS", moto_port)):
+        if not port_is_free(args.host, port):
+            print(
+                f"error: port {port} ({name}) on {args.host} is in use, probably by an earlier `make serve`.\n"
+                f"  Stop it (`fuser -k {port}/tcp`) or choose another: PORT=8100 make serve",
+                file=sys.stderr,
+            )
+            return 1
+    names = tuple(args.models or DEFAULT_MODELS)
+    for name in names:
+        if not (args.models_dir / name / "manifest.json").is_file():
+            print(f"error: {args.models_dir / name} has no manifest.json; run `make model`", file=sys.stderr)
+            return 1
+
+    # moto accepts any credentials; set them for this process only so boto3 never looks for real ones.
+    os.environ.setdefault("AWS_ACCESS_KEY_ID", "local")
+    os.environ.setdefault("AWS_SECRET_ACCESS_KEY", "local")
+    os.environ.setdefault("AWS_DEFAULT_REGION", "us-east-1")
+    moto = start_moto(host="127.0.0.1", port=moto_port)
+    try:
+        endpoint = f"http://127.0.0.1:{moto_port}"
+        args.state_dir.mkdir(parents=True, exist_ok=True)
+        stack = bootstrap(endpoint, state_path=args.state_dir / "stack.json")
+        s3 = boto3.client("s3", endpoint_url=endpoint, region_name=stack.region)
+        published = [publish(args.models_dir / name, stack.bucket, s3) for name in names]
+        settings = Settings(
+            models=[ModelSource(uri=p.uri, sha256=p.sha256) for p in published],
+            s3_endpoint_url=endpoint,
+            auth_mode="jwt",
+            jwt_issuer=stack.issuer,
+            jwt_jwks_url=stack.jwks_url,
+            jwt_audience=[stack.user_client_id, stack.m2m_client_id],
+        )
+        registry = load_registry(settings)
+        app = create_app(registry, settings)
+        _print_next_steps(args.host, args.port, [p.name for p in published], stack.username)
+        uvicorn.run(app, host=args.host, port=args.port, log_level="warning", access_log=False)
+    finally:
+        moto.stop()
+    return 0
+
+
+def _print_next_steps(host: str, port: int, models: list[str], username: str) -> None:
+    base = f"http://{host}:{port}"
+    embedder = next((m for m in models if "minilm" in m), models[0])
+    print(
+        f"""
+onnx-lambda is serving {", ".join(models)} on {base} (auth on; dev user {username!r}, password in .local/stack.json)
+
+  TOKEN=$(.venv/bin/onnx-lambda token)
+  curl -s {base}/v1/embeddings -H "Authorization: Bearer $TOKEN" -H 'content-type: application/json' \\
+       -d '{{"model": "{embedder}", "input": "Serverless inference on Lambda"}}' | head -c 300; echo
+  curl -s {base}/v2/models/{embedder} -H "Authorization: Bearer $TOKEN"
+  open {base}/docs for the OpenAPI UI. Ctrl-C stops everything.
+""",
+        flush=True,
+    )
