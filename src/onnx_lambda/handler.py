@@ -7,6 +7,7 @@ request pays for it. If a model fails its checks, init fails and the environment
 
 from __future__ import annotations
 
+import warnings
 from typing import Any
 
 from aws_lambda_powertools.logging import correlation_paths
@@ -17,6 +18,9 @@ from onnx_lambda.app import create_app
 from onnx_lambda.config import get_settings
 from onnx_lambda.observability import logger, metrics, tracer
 from onnx_lambda.registry import load_registry
+
+# An invocation that ends in a 4xx records no inference metrics; that's expected, not worth a warning.
+warnings.filterwarnings("ignore", message="No application metrics to publish")
 
 settings = get_settings()
 registry = load_registry(settings)

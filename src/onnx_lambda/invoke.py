@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import sys
@@ -71,9 +72,14 @@ def invoke_command(args: argparse.Namespace) -> int:
     event = json.loads(args.event.read_text())
     for key, value in function_environment(args.models_dir).items():
         os.environ.setdefault(key, value)
-    from onnx_lambda.handler import lambda_handler
+    # Like `sam local invoke`: the function's logs and metrics go to stderr, the response to stdout.
+    with contextlib.redirect_stdout(sys.stderr):
+        from onnx_lambda.observability import logger
 
-    response = lambda_handler(event, LambdaContext())
+        logger.registered_handler.setStream(sys.stderr)  # type: ignore[attr-defined]
+        from onnx_lambda.handler import lambda_handler
+
+        response = lambda_handler(event, LambdaContext())
     json.dump(response, sys.stdout, indent=2)
     sys.stdout.write("\n")
     return 0

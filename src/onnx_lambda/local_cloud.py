@@ -148,7 +148,8 @@ def bootstrap(
     if reuse and state_path.exists():
         with contextlib.suppress(LocalCloudError):
             existing = LocalStack.load(state_path)
-            if existing.endpoint_url == endpoint_url and existing.region == region and _still_there(existing):
+            same = (existing.endpoint_url, existing.region, existing.bucket, existing.username)
+            if same == (endpoint_url, region, bucket, username) and _still_there(existing):
                 return existing
     s3 = _client("s3", endpoint_url, region)
     cognito = _client("cognito-idp", endpoint_url, region)

@@ -124,9 +124,6 @@ class OnnxModel:
 
     def validate(self, inputs: Mapping[str, np.ndarray], max_batch_size: int) -> None:
         """Refuse what onnxruntime would fail on, with a message that names the input and the expectation."""
-        missing = self._input_specs.keys() - inputs.keys()
-        if missing:
-            raise BadRequest(f"missing input(s) {sorted(missing)}; model {self.name!r} needs {list(self._input_specs)}")
         batch: int | None = None
         for name, array in inputs.items():
             spec = self._input_specs.get(name)
@@ -151,6 +148,9 @@ class OnnxModel:
                     batch = array.shape[0]
                 elif array.shape[0] != batch:
                     raise BadRequest(f"inputs disagree on the batch size: {name!r} has {array.shape[0]}, not {batch}")
+        missing = self._input_specs.keys() - inputs.keys()
+        if missing:
+            raise BadRequest(f"missing input(s) {sorted(missing)}; model {self.name!r} needs {list(self._input_specs)}")
         if batch is not None:
             if batch == 0:
                 raise BadRequest("batch is empty: send at least one row")

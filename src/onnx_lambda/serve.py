@@ -17,8 +17,6 @@ from pathlib import Path
 
 from onnx_lambda.invoke import DEFAULT_MODELS
 
-STATE_DIR = Path(".local")
-
 
 def port_is_free(host: str, port: int) -> bool:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
@@ -43,7 +41,6 @@ def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
         dest="models",
         help=f"a model directory name to serve (default: {DEFAULT_MODELS})",
     )
-    parser.add_argument("--state-dir", type=Path, default=STATE_DIR, help="where the local stack's state goes")
 
 
 def serve_command(args: argparse.Namespace) -> int:
@@ -52,7 +49,7 @@ def serve_command(args: argparse.Namespace) -> int:
 
     from onnx_lambda.app import create_app
     from onnx_lambda.config import ModelSource, Settings
-    from onnx_lambda.local_cloud import bootstrap, start_moto
+    from onnx_lambda.local_cloud import bootstrap, default_state_path, start_moto
     from onnx_lambda.publish import publish
     from onnx_lambda.registry import load_registry
 
@@ -78,8 +75,8 @@ def serve_command(args: argparse.Namespace) -> int:
     moto = start_moto(host="127.0.0.1", port=moto_port)
     try:
         endpoint = f"http://127.0.0.1:{moto_port}"
-        args.state_dir.mkdir(parents=True, exist_ok=True)
-        stack = bootstrap(endpoint, state_path=args.state_dir / "stack.json")
+        state_path = default_state_path()
+        stack = bootstrap(endpoint, state_path=state_path, reuse=False)
         s3 = boto3.client("s3", endpoint_url=endpoint, region_name=stack.region)
         published = [publish(args.models_dir / name, stack.bucket, s3) for name in names]
         settings = Settings(
@@ -92,19 +89,19 @@ def serve_command(args: argparse.Namespace) -> int:
         )
         registry = load_registry(settings)
         app = create_app(registry, settings)
-        _print_next_steps(args.host, args.port, [p.name for p in published], stack.username)
+        _print_next_steps(args.host, args.port, [p.name for p in published], stack.username, state_path)
         uvicorn.run(app, host=args.host, port=args.port, log_level="warning", access_log=False)
     finally:
         moto.stop()
     return 0
 
 
-def _print_next_steps(host: str, port: int, models: list[str], username: str) -> None:
+def _print_next_steps(host: str, port: int, models: list[str], username: str, state_path: Path) -> None:
     base = f"http://{host}:{port}"
     embedder = next((m for m in models if "minilm" in m), models[0])
     print(
         f"""
-onnx-lambda is serving {", ".join(models)} on {base} (auth on; dev user {username!r}, password in .local/stack.json)
+onnx-lambda is serving {", ".join(models)} on {base} (auth on; dev user {username!r}, password in {state_path})
 
   TOKEN=$(.venv/bin/onnx-lambda token)
   curl -s {base}/v1/embeddings -H "Authorization: Bearer $TOKEN" -H 'content-type: application/json' \\

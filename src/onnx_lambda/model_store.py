@@ -1,0 +1,653 @@
+"""Model sources to verified bytes: ``file://`` paths and pinned ``s3://`` objects, with a /tmp cache.
+
+Trust runs one way. The deployment pins the model's sha256 (and, on S3, its VersionId). The model's
+bytes must hash to that pin; the ``manifest.json`` beside the model must list that same sha256 for
+``model.onnx``; every other file the service uses (the tokenizer) must match what that manifest lists.
+Anything that breaks the chain (a missing, empty, truncated, tampered or foreign file, an unreachable
+bucket) raises :class:`~onnx_lambda.errors.ModelLoadError` naming the object and its version, and
+nothing is returned: a half-loaded model can never be served.
+
+The manifest and tokenizer are read with plain GETs of the latest version at the sibling key. That is
+safe because neither is trusted on its own: a manifest is accepted only if it lists the pinned model
+sha256, and the tokenizer only if it hashes to what that manifest lists. A sibling that was replaced
+by another model's files is refused loudly, never mixed in; and ``publish`` writes every model under
+a content-addressed prefix, so an older Lambda version's siblings are never overwritten.
+
+This module knows nothing of ONNX: it hands back bytes.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import logging
+import os
+import posixpath
+import queue
+import random
+import re
+import shutil
+import tempfile
+import threading
+import time
+from collections.abc import Callable, Sequence
+from concurrent.futures import FIRST_EXCEPTION, Future, wait
+from dataclasses import dataclass
+from pathlib import Path
+from types import TracebackType
+from typing import TYPE_CHECKING, Any, Final, ParamSpec, TypeVar
+from urllib.parse import unquote, urlsplit
+from urllib.request import url2pathname
+
+import boto3
+from botocore.config import Config
+from botocore.exceptions import BotoCoreError, ClientError
+from pydantic import ValidationError
+from urllib3.exceptions import HTTPError as URLLib3HTTPError
+
+from onnx_lambda.config import ModelSource, Settings
+from onnx_lambda.errors import ModelLoadError
+from onnx_lambda.manifest import MANIFEST_FILE, MODEL_FILE, TOKENIZER_FILE, FileEntry, Manifest
+
+if TYPE_CHECKING:
+    from botocore.response import StreamingBody
+    from mypy_boto3_s3 import S3Client
+    from mypy_boto3_s3.type_defs import GetObjectOutputTypeDef
+
+log = logging.getLogger("onnx_lambda.model_store")
+
+#: A manifest is a few KiB; refuse to buffer anything absurd at that key.
+MAX_MANIFEST_BYTES: Final = 8 * 1024 * 1024
+#: Exponential backoff between our own retries of a part: full jitter, capped.
+_BACKOFF_BASE_SECONDS: Final = 0.1
+_BACKOFF_CAP_SECONDS: Final = 2.0
+_BUCKET_NAME = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
+_CONTENT_RANGE_TOTAL = re.compile(r"/(\d+)$")
+#: S3 error codes that mean "this object (version) is not there", as opposed to a transient failure.
+_MISSING_CODES: Final = frozenset({"NoSuchKey", "NoSuchVersion", "NoSuchBucket", "404"})
+
+#: Sibling file name -> how error messages name that object.
+_Labeller = Callable[[str], str]
+
+
+@dataclass(frozen=True, slots=True)
+class ModelArtifacts:
+    """A model's verified files, ready to hand to onnxruntime and the tokenizer."""
+
+    uri: str
+    #: The ONNX bytes; onnxruntime takes them directly, no temp file.
+    model: bytes
+    manifest: Manifest
+    #: tokenizer.json from beside the model, when the manifest lists one.
+    tokenizer: bytes | None
+    #: Seconds spent: ``fetch`` (source or cache read), ``hash``, ``cache_write``, ``total``.
+    timings: dict[str, float]
+    from_cache: bool
+
+
+@dataclass(frozen=True, slots=True)
+class _Files:
+    """The raw files of one model, read but not yet checked against each other."""
+
+    manifest: Manifest
+    manifest_bytes: bytes
+    model: bytes
+    model_entry: FileEntry
+    tokenizer: tuple[str, FileEntry, bytes] | None
+
+
+class ModelStore:
+    """Fetches and verifies models; one per process, safe to share between threads.
+
+    The S3 client is built on first use, so ``file://`` sources and cache hits never pay for it.
+    """
+
+    def __init__(self, settings: Settings, s3_client: S3Client | None = None) -> None:
+        self._settings = settings
+        self._s3 = s3_client
+        self._s3_lock = threading.Lock()
+
+    def fetch(self, source: ModelSource) -> ModelArtifacts:
+        """Return the source's verified files, or raise ModelLoadError saying which object is wrong and how."""
+        try:
+            if source.uri.startswith("file://"):
+                return self._fetch_file(source)
+            return self._fetch_s3(source)
+        except ModelLoadError:
+            raise
+        except (BotoCoreError, ClientError, OSError, ValueError) as error:
+            raise ModelLoadError(f"{source.uri}: {error}") from error
+
+    # --- file:// ------------------------------------------------------------------------------
+
+    def _fetch_file(self, source: ModelSource) -> ModelArtifacts:
+        started = time.perf_counter()
+        try:
+            path = parse_file_uri(source.uri)
+        except ValueError as error:
+            raise ModelLoadError(str(error)) from None
+        files = _read_local(path, source.sha256, source.uri, lambda name: (path.parent / name).as_uri())
+        fetched = time.perf_counter()
+        hash_seconds = _verify(files, source.uri, lambda name: (path.parent / name).as_uri(), source.sha256)
+        return _artifacts(source.uri, files, started, fetched - started, hash_seconds, from_cache=False)
+
+    # --- s3:// --------------------------------------------------------------------------------
+
+    def _fetch_s3(self, source: ModelSource) -> ModelArtifacts:
+        try:
+            bucket, key, version_id = parse_s3_uri(source.uri)
+        except ValueError as error:
+            raise ModelLoadError(str(error)) from None
+        if version_id is None:
+            raise ModelLoadError(
+                f"{source.uri}: an s3:// model must pin its VersionId (s3://bucket/key?versionId=...), "
+                "so that a deployed version never switches models"
+            )
+        if source.sha256 is None:
+            raise ModelLoadError(f"{source.uri}: an s3:// model must pin its sha256")
+        pin = source.sha256
+        started = time.perf_counter()
+        cached = self._read_cache(source, pin, started)
+        if cached is not None:
+            return cached
+
+        model_object = _S3Object(bucket, key, version_id)
+        with _S3Download(self._client(), self._settings) as download:
+            manifest_key = _sibling(key, MANIFEST_FILE)
+            manifest_object, manifest_bytes = download.sidecar(
+                bucket, manifest_key, expected_size=None, what=f"{MANIFEST_FILE} beside {model_object}"
+            )
+            manifest = _parse_manifest(manifest_bytes, str(manifest_object))
+            # Refuse a foreign manifest before downloading a model it can't vouch for.
+            model_entry = _model_entry(manifest, str(manifest_object), pin, str(model_object))
+            tokenizer_entry = _tokenizer_entry(manifest, str(manifest_object))
+            pending_tokenizer = None
+            if tokenizer_entry is not None:
+                name, entry = tokenizer_entry
+                pending_tokenizer = download.submit_sidecar(
+                    bucket, _sibling(key, name), expected_size=entry.bytes, what=f"{name} beside {model_object}"
+                )
+            model = download.whole_object(model_object, model_entry.bytes)
+            tokenizer = None
+            sidecar_labels = {MANIFEST_FILE: str(manifest_object)}
+            if pending_tokenizer is not None and tokenizer_entry is not None:
+                tokenizer_object, tokenizer_bytes = download.result(pending_tokenizer, what=tokenizer_entry[0])
+                tokenizer = (tokenizer_entry[0], tokenizer_entry[1], tokenizer_bytes)
+                sidecar_labels[tokenizer_entry[0]] = str(tokenizer_object)
+        fetched = time.perf_counter()
+        files = _Files(manifest, manifest_bytes, model, model_entry, tokenizer)
+        hash_seconds = _verify(files, str(model_object), sidecar_labels.__getitem__, pin)
+        write_started = time.perf_counter()
+        written = self._write_cache(pin, files)
+        artifacts = _artifacts(source.uri, files, started, fetched - started, hash_seconds, from_cache=False)
+        if written:
+            artifacts.timings["cache_write"] = time.perf_counter() - write_started
+            artifacts.timings["total"] = time.perf_counter() - started
+        return artifacts
+
+    def _client(self) -> S3Client:
+        with self._s3_lock:
+            if self._s3 is None:
+                self._s3 = build_s3_client(self._settings)
+            return self._s3
+
+    # --- the /tmp cache ---------------------------------------------------------------------------
+
+    def _read_cache(self, source: ModelSource, pin: str, started: float) -> ModelArtifacts | None:
+        """A verified cache hit, or None. A corrupt entry is deleted, so the caller refetches it."""
+        entry = self._settings.cache_dir / pin
+        if not entry.is_dir():
+            return None
+
+        def label(name: str) -> str:
+            return f"cached {name} of {source.uri}"
+
+        try:
+            files = _read_local(entry / MODEL_FILE, pin, label(MODEL_FILE), label)
+            fetched = time.perf_counter()
+            hash_seconds = _verify(files, label(MODEL_FILE), label, pin)
+        except ModelLoadError as error:
+            log.warning("discarding a corrupt model cache entry", extra={"entry": pin, "reason": str(error)})
+            shutil.rmtree(entry, ignore_errors=True)
+            return None
+        return _artifacts(source.uri, files, started, fetched - started, hash_seconds, from_cache=True)
+
+    def _write_cache(self, pin: str, files: _Files) -> bool:
+        """Write the entry to a temp dir and rename it into place, so a reader sees all of it or none.
+
+        An unwritable or full cache dir only costs the next cold start a download, so it is not an error.
+        """
+        root = self._settings.cache_dir
+        staging: Path | None = None
+        try:
+            root.mkdir(parents=True, exist_ok=True)
+            staging = Path(tempfile.mkdtemp(prefix=f".{pin}.", dir=root))
+            (staging / MANIFEST_FILE).write_bytes(files.manifest_bytes)
+            (staging / MODEL_FILE).write_bytes(files.model)
+            if files.tokenizer is not None:
+                (staging / files.tokenizer[0]).write_bytes(files.tokenizer[2])
+            os.rename(staging, root / pin)  # atomic; fails if another process won the race, which is fine
+            staging = None
+        except OSError as error:
+            log.debug("model cache not written", extra={"entry": pin, "reason": str(error)})
+            return False
+        finally:
+            if staging is not None:
+                shutil.rmtree(staging, ignore_errors=True)
+        return True
+
+
+def build_s3_client(settings: Settings) -> S3Client:
+    """The S3 client the store uses: bounded timeouts and retries, a connection per download worker."""
+    config = Config(
+        connect_timeout=settings.s3_timeout_seconds,
+        read_timeout=settings.s3_timeout_seconds,
+        retries={"mode": "standard", "total_max_attempts": settings.s3_max_attempts},
+        max_pool_connections=max(10, settings.s3_max_concurrency + 2),
+    )
+    return boto3.client("s3", endpoint_url=settings.s3_endpoint_url, config=config)
+
+
+def parse_s3_uri(uri: str) -> tuple[str, str, str | None]:
+    """Split ``s3://bucket/key?versionId=v`` into bucket, key and versionId (None when absent).
+
+    The key is taken literally; the versionId is percent-decoded but not form-decoded, because
+    version ids may contain ``+``, which form decoding would turn into a space.
+    """
+    parts = urlsplit(uri)
+    if parts.scheme != "s3":
+        raise ValueError(f"{uri!r} is not an s3:// uri")
+    bucket, key = parts.netloc, parts.path[1:]
+    if not _BUCKET_NAME.match(bucket):
+        raise ValueError(f"{uri!r}: {bucket!r} is not a valid S3 bucket name")
+    if not key or key.endswith("/"):
+        raise ValueError(f"{uri!r} names no object: expected s3://bucket/path/model.onnx")
+    if parts.fragment:
+        raise ValueError(f"{uri!r}: unexpected '#' fragment")
+    version_id = None
+    if parts.query:
+        for pair in parts.query.split("&"):
+            name, equals, value = pair.partition("=")
+            if name != "versionId" or not equals or not value:
+                raise ValueError(f"{uri!r}: the only query parameter allowed is versionId=<id>, got {pair!r}")
+            if version_id is not None:
+                raise ValueError(f"{uri!r}: versionId given twice")
+            version_id = unquote(value)
+    return bucket, key, version_id
+
+
+def parse_file_uri(uri: str) -> Path:
+    """``file:///abs/path/model.onnx`` (or ``file://localhost/...``) to a path; percent escapes decoded."""
+    parts = urlsplit(uri)
+    if parts.scheme != "file" or parts.netloc not in ("", "localhost") or parts.query or parts.fragment:
+        raise ValueError(f"{uri!r}: expected file:///absolute/path/model.onnx")
+    path = Path(url2pathname(parts.path))
+    if not path.is_absolute() or not path.name:
+        raise ValueError(f"{uri!r}: expected file:///absolute/path/model.onnx")
+    return path
+
+
+# --- checks shared by every source ---------------------------------------------------------------
+
+
+def _parse_manifest(data: bytes, label: str) -> Manifest:
+    try:
+        return Manifest.model_validate_json(data)
+    except ValidationError as error:
+        problems = "; ".join(
+            f"{'.'.join(str(part) for part in problem['loc']) or '(document)'}: {problem['msg']}"
+            for problem in error.errors()[:3]
+        )
+        raise ModelLoadError(f"{label} is not a valid manifest: {problems}") from None
+
+
+def _model_entry(manifest: Manifest, manifest_label: str, pin: str | None, model_label: str) -> FileEntry:
+    entry = manifest.files.get(MODEL_FILE)
+    if entry is None:
+        raise ModelLoadError(f"{manifest_label} lists no {MODEL_FILE} in its files")
+    if pin is not None and entry.sha256 != pin:
+        raise ModelLoadError(
+            f"{manifest_label} lists {MODEL_FILE} with sha256 {entry.sha256}, but {model_label} is pinned "
+            f"to sha256 {pin}: the manifest belongs to a different model"
+        )
+    if entry.bytes == 0:
+        raise ModelLoadError(f"{manifest_label} lists {MODEL_FILE} as 0 bytes")
+    return entry
+
+
+def _tokenizer_entry(manifest: Manifest, manifest_label: str) -> tuple[str, FileEntry] | None:
+    if manifest.tokenizer is not None:
+        name = manifest.tokenizer.file
+    elif TOKENIZER_FILE in manifest.files:
+        name = TOKENIZER_FILE
+    else:
+        return None
+    if name in ("", ".", "..") or "/" in name or "\\" in name:
+        raise ModelLoadError(f"{manifest_label}: tokenizer file {name!r} must be a plain file name")
+    entry = manifest.files.get(name)
+    if entry is None:
+        raise ModelLoadError(f"{manifest_label} names tokenizer {name!r} but pins no sha256 for it in files")
+    return name, entry
+
+
+def _check(data: bytes, expected: FileEntry, label: str, expected_from: str) -> None:
+    if len(data) != expected.bytes:
+        raise ModelLoadError(
+            f"{label} is {len(data)} bytes, expected {expected.bytes} ({expected_from}): "
+            "the object is empty, truncated or not the published one"
+        )
+    found = hashlib.sha256(data).hexdigest()
+    if found != expected.sha256:
+        raise ModelLoadError(f"{label}: sha256 {found} does not match the expected {expected.sha256} ({expected_from})")
+
+
+def _verify(files: _Files, model_label: str, sibling_label: _Labeller, pin: str | None) -> float:
+    """Check every file against the manifest (and the model against the pin); return the seconds spent."""
+    started = time.perf_counter()
+    model_entry = _model_entry(files.manifest, sibling_label(MANIFEST_FILE), pin, model_label)
+    _check(files.model, model_entry, model_label, "pinned and in manifest.json" if pin else "manifest.json")
+    if files.tokenizer is not None:
+        name, entry, data = files.tokenizer
+        _check(data, entry, sibling_label(name), "manifest.json")
+    return time.perf_counter() - started
+
+
+def _artifacts(
+    uri: str, files: _Files, started: float, fetch_seconds: float, hash_seconds: float, *, from_cache: bool
+) -> ModelArtifacts:
+    return ModelArtifacts(
+        uri=uri,
+        model=files.model,
+        manifest=files.manifest,
+        tokenizer=files.tokenizer[2] if files.tokenizer is not None else None,
+        timings={"fetch": fetch_seconds, "hash": hash_seconds, "total": time.perf_counter() - started},
+        from_cache=from_cache,
+    )
+
+
+# --- local files (file:// sources and cache entries) -----------------------------------------
+
+
+def _read_local(model_path: Path, pin: str | None, model_label: str, sibling_label: _Labeller) -> _Files:
+    manifest_bytes = _read_bytes(model_path.with_name(MANIFEST_FILE), sibling_label(MANIFEST_FILE))
+    manifest = _parse_manifest(manifest_bytes, sibling_label(MANIFEST_FILE))
+    model_entry = _model_entry(manifest, sibling_label(MANIFEST_FILE), pin, model_label)
+    model = _read_bytes(model_path, model_label)
+    tokenizer = None
+    tokenizer_entry = _tokenizer_entry(manifest, sibling_label(MANIFEST_FILE))
+    if tokenizer_entry is not None:
+        name, entry = tokenizer_entry
+        tokenizer = (name, entry, _read_bytes(model_path.with_name(name), sibling_label(name)))
+    return _Files(manifest, manifest_bytes, model, model_entry, tokenizer)
+
+
+def _read_bytes(path: Path, label: str) -> bytes:
+    try:
+        return path.read_bytes()
+    except FileNotFoundError:
+        raise ModelLoadError(f"{label} is missing") from None
+    except OSError as error:
+        raise ModelLoadError(f"{label} cannot be read: {error.strerror or error}") from None
+
+
+# --- S3 ------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class _S3Object:
+    bucket: str
+    key: str
+    version_id: str | None
+
+    def __str__(self) -> str:
+        version = self.version_id if self.version_id and self.version_id != "null" else "unversioned"
+        return f"s3://{self.bucket}/{self.key} (versionId {version})"
+
+
+def _sibling(key: str, name: str) -> str:
+    return posixpath.join(posixpath.dirname(key), name)
+
+
+class _RetryableRead(Exception):
+    """A body that ended early; botocore doesn't retry reads that fail mid-body, so we do."""
+
+
+class _S3Download:
+    """One fetch's S3 reads: a worker pool, a deadline over all of them, and a stop flag for stragglers.
+
+    botocore retries a request that fails before its body arrives (connect errors, 5xx, throttling);
+    :meth:`_read_range` retries what it can't: a body that times out or ends early. The deadline is
+    enforced by the waiting thread, so even a worker stuck in a socket read can't hold init past it.
+    """
+
+    def __init__(self, s3: S3Client, settings: Settings) -> None:
+        self._s3 = s3
+        self._settings = settings
+        self._deadline = time.monotonic() + settings.s3_deadline_seconds
+        self._stop = threading.Event()
+        self._pool = _DaemonPool(settings.s3_max_concurrency)
+
+    def __enter__(self) -> _S3Download:
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, traceback: TracebackType | None
+    ) -> None:
+        self._stop.set()
+        self._pool.shutdown()
+
+    # --- what the store calls -------------------------------------------------------------------
+
+    def sidecar(self, bucket: str, key: str, *, expected_size: int | None, what: str) -> tuple[_S3Object, bytes]:
+        return self.result(self.submit_sidecar(bucket, key, expected_size=expected_size, what=what), what=what)
+
+    def submit_sidecar(
+        self, bucket: str, key: str, *, expected_size: int | None, what: str
+    ) -> Future[tuple[_S3Object, bytes]]:
+        return self._pool.submit(self._get_sidecar, bucket, key, expected_size, what)
+
+    def result(self, future: Future[tuple[_S3Object, bytes]], *, what: str) -> tuple[_S3Object, bytes]:
+        self._wait([future], what)
+        return future.result()
+
+    def whole_object(self, obj: _S3Object, size: int) -> bytes:
+        """The object's bytes, fetched in ``s3_part_size`` ranges by the pool into one buffer."""
+        buffer = bytearray(size)
+        view = memoryview(buffer)
+        part_size = self._settings.s3_part_size
+        futures = [
+            self._pool.submit(self._read_range, obj, start, view[start : start + part_size], size)
+            for start in range(0, size, part_size)
+        ]
+        self._wait(futures, str(obj))
+        # onnxruntime takes only bytes: this is the one copy, and the buffer is freed right after.
+        return bytes(buffer)
+
+    # --- the workers ------------------------------------------------------------------------------
+
+    def _get_sidecar(self, bucket: str, key: str, expected_size: int | None, what: str) -> tuple[_S3Object, bytes]:
+        """GET the latest version (see the module docstring for why that is safe) and read it whole."""
+        latest = _S3Object(bucket, key, None)
+        try:
+            response = self._s3.get_object(Bucket=bucket, Key=key)
+        except ClientError as error:
+            raise _client_error(latest, error, what) from None
+        except BotoCoreError as error:
+            raise ModelLoadError(f"{what}: {latest} could not be fetched: {error}") from None
+        obj = _S3Object(bucket, key, response.get("VersionId"))
+        size = response["ContentLength"]
+        if expected_size is not None and size != expected_size:
+            response["Body"].close()
+            raise _size_mismatch(obj, size, expected_size)
+        if size > MAX_MANIFEST_BYTES and expected_size is None:
+            response["Body"].close()
+            raise ModelLoadError(f"{obj} is {size} bytes, over the {MAX_MANIFEST_BYTES} bytes a manifest may have")
+        buffer = bytearray(size)
+        if size:
+            self._read_range(obj, 0, memoryview(buffer), size, first_response=response)
+        else:
+            response["Body"].close()
+        return obj, bytes(buffer)
+
+    def _read_range(
+        self,
+        obj: _S3Object,
+        start: int,
+        into: memoryview,
+        total: int,
+        first_response: GetObjectOutputTypeDef | None = None,
+    ) -> None:
+        """Fill ``into`` with bytes ``start..`` of the pinned version, retrying reads that fail mid-body."""
+        end = start + len(into) - 1
+        response = first_response
+        attempt = 1
+        while True:
+            if self._stop.is_set():
+                raise ModelLoadError(f"{obj}: fetch abandoned")
+            if response is None:
+                response = self._get_range(obj, start, end, total)
+            try:
+                _read_exactly(response["Body"], into)
+                return
+            except (_RetryableRead, BotoCoreError, URLLib3HTTPError, OSError) as error:
+                if attempt >= self._settings.s3_max_attempts:
+                    raise ModelLoadError(
+                        f"{obj}: reading bytes {start}-{end} failed {attempt} times, last: {error}"
+                    ) from None
+                log.debug("retrying a ranged read", extra={"object": str(obj), "start": start, "reason": str(error)})
+                self._backoff(attempt, obj)
+                attempt += 1
+                response = None
+
+    def _get_range(self, obj: _S3Object, start: int, end: int, total: int) -> GetObjectOutputTypeDef:
+        # Every retry reads the same version: the pinned one, or the one a sidecar's first GET returned.
+        byte_range = f"bytes={start}-{end}"
+        try:
+            if obj.version_id and obj.version_id != "null":
+                response = self._s3.get_object(
+                    Bucket=obj.bucket, Key=obj.key, VersionId=obj.version_id, Range=byte_range
+                )
+            else:
+                response = self._s3.get_object(Bucket=obj.bucket, Key=obj.key, Range=byte_range)
+        except ClientError as error:
+            if _error_code(error) == "InvalidRange":
+                actual = error.response.get("Error", {}).get("ActualObjectSize", "fewer")
+                raise _size_mismatch(obj, actual, total) from None
+            raise _client_error(obj, error, f"bytes {start}-{end}") from None
+        except BotoCoreError as error:  # botocore has already retried these
+            raise ModelLoadError(f"{obj} could not be fetched: {error}") from None
+        match = _CONTENT_RANGE_TOTAL.search(response.get("ContentRange", ""))
+        actual_total = int(match.group(1)) if match else response["ContentLength"]
+        if actual_total != total:
+            response["Body"].close()
+            raise _size_mismatch(obj, actual_total, total)
+        if response["ContentLength"] != end - start + 1:
+            response["Body"].close()
+            raise ModelLoadError(
+                f"{obj}: asked for bytes {start}-{end}, got {response['ContentLength']} bytes (range ignored?)"
+            )
+        return response
+
+    # --- time ---------------------------------------------------------------------------------------
+
+    def _wait(self, futures: Sequence[Future[Any]], what: str) -> None:
+        done, pending = wait(futures, timeout=max(0.0, self._deadline - time.monotonic()), return_when=FIRST_EXCEPTION)
+        for future in done:
+            if future.exception() is not None:
+                self._stop.set()
+                future.result()  # re-raises the worker's ModelLoadError
+        if pending:
+            self._stop.set()
+            raise self._deadline_error(what)
+
+    def _backoff(self, attempt: int, obj: _S3Object) -> None:
+        delay = random.uniform(0, min(_BACKOFF_CAP_SECONDS, _BACKOFF_BASE_SECONDS * 2**attempt))  # noqa: S311 - jitter
+        if time.monotonic() + delay >= self._deadline:
+            raise self._deadline_error(str(obj))
+        if self._stop.wait(delay):
+            raise ModelLoadError(f"{obj}: fetch abandoned")
+
+    def _deadline_error(self, what: str) -> ModelLoadError:
+        return ModelLoadError(
+            f"{what}: not fetched within the {self._settings.s3_deadline_seconds:g} s deadline "
+            "(ONNX_LAMBDA_S3_DEADLINE_SECONDS); S3 is unreachable or too slow"
+        )
+
+
+_T = TypeVar("_T")
+_P = ParamSpec("_P")
+
+
+class _DaemonPool:
+    """A minimal ThreadPoolExecutor whose threads are daemons.
+
+    ThreadPoolExecutor joins its workers at interpreter exit, so a worker stuck in a socket read past
+    the deadline would hold a failed init (and the process) until botocore gave up. These don't.
+    """
+
+    def __init__(self, workers: int) -> None:
+        self._tasks: queue.SimpleQueue[tuple[Future[Any], Callable[[], Any]] | None] = queue.SimpleQueue()
+        self._futures: list[Future[Any]] = []
+        self._workers = workers
+        for number in range(workers):
+            threading.Thread(target=self._work, name=f"model-fetch-{number}", daemon=True).start()
+
+    def submit(self, call: Callable[_P, _T], *args: _P.args, **kwargs: _P.kwargs) -> Future[_T]:
+        future: Future[_T] = Future()
+        self._futures.append(future)
+        self._tasks.put((future, functools.partial(call, *args, **kwargs)))
+        return future
+
+    def shutdown(self) -> None:
+        """Cancel what hasn't started and let the workers exit once their current call returns."""
+        for future in self._futures:
+            future.cancel()
+        for _ in range(self._workers):
+            self._tasks.put(None)
+
+    def _work(self) -> None:
+        while (task := self._tasks.get()) is not None:
+            future, call = task
+            if not future.set_running_or_notify_cancel():
+                continue
+            try:
+                result = call()
+            except BaseException as error:
+                future.set_exception(error)
+            else:
+                future.set_result(result)
+
+
+def _read_exactly(body: StreamingBody, into: memoryview) -> None:
+    filled = 0
+    try:
+        while filled < len(into):
+            count = body.readinto(into[filled:])  # type: ignore[arg-type]  # stubs say IO; any buffer works
+            if not count:
+                raise _RetryableRead(f"body ended after {filled} of {len(into)} bytes")
+            filled += count
+    finally:
+        body.close()
+
+
+def _error_code(error: ClientError) -> str:
+    return str(error.response.get("Error", {}).get("Code", ""))
+
+
+def _client_error(obj: _S3Object, error: ClientError, what: str) -> ModelLoadError:
+    code = _error_code(error)
+    if code in _MISSING_CODES:
+        return ModelLoadError(f"{what}: {obj} does not exist ({code})")
+    if code in ("AccessDenied", "403"):
+        return ModelLoadError(
+            f"{what}: access to {obj} denied (S3 also says this for a missing key the role may not list): "
+            "the function's role needs s3:GetObject and s3:GetObjectVersion on the model's prefix"
+        )
+    return ModelLoadError(f"{what}: {obj} could not be fetched: {error}")
+
+
+def _size_mismatch(obj: _S3Object, actual: object, expected: int) -> ModelLoadError:
+    return ModelLoadError(
+        f"{obj} is {actual} bytes, expected {expected} (manifest.json): "
+        "the object is empty, truncated or not the published one"
+    )

@@ -1,0 +1,693 @@
+"""Open Inference Protocol v2 tensors on the wire: request bytes to numpy arrays, numpy arrays to response bytes.
+
+Covers the JSON encoding and Triton's binary tensor data extension (a JSON header of
+``Inference-Header-Content-Length`` bytes, then each binary tensor's bytes in order). It knows nothing of
+models or HTTP frameworks, so the server, the tests, the pre-traffic hook and the bench client share it.
+
+It sits on the hot path, so it leans on orjson and numpy and avoids per-element Python where it can:
+``data`` lists go to numpy in one ``np.asarray`` call and are then checked as a whole; binary tensors are
+``np.frombuffer`` views of the body. Every malformed request raises :class:`BadRequest` with a message that
+names the field and what was expected.
+
+BYTES tensors are object arrays of ``str``: onnxruntime's string tensors and the tokenizers take text, so
+binary BYTES elements must be UTF-8.
+"""
+
+from __future__ import annotations
+
+import math
+import struct
+from collections.abc import Collection, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Final, Literal
+
+import numpy as np
+import numpy.typing as npt
+import orjson
+
+from onnx_lambda.errors import BadRequest, Unprocessable
+
+#: Triton's header naming the byte length of the JSON part of a binary-extension body.
+BINARY_HEADER: Final = "Inference-Header-Content-Length"
+JSON_CONTENT_TYPE: Final = "application/json"
+BINARY_CONTENT_TYPE: Final = "application/octet-stream"
+
+#: Open Inference Protocol datatype -> numpy dtype. Binary tensors are little-endian on the wire.
+DATATYPES: Final[dict[str, np.dtype[Any]]] = {
+    "BOOL": np.dtype(np.bool_),
+    "UINT8": np.dtype("<u1"),
+    "UINT16": np.dtype("<u2"),
+    "UINT32": np.dtype("<u4"),
+    "UINT64": np.dtype("<u8"),
+    "INT8": np.dtype("<i1"),
+    "INT16": np.dtype("<i2"),
+    "INT32": np.dtype("<i4"),
+    "INT64": np.dtype("<i8"),
+    "FP16": np.dtype("<f2"),
+    "FP32": np.dtype("<f4"),
+    "FP64": np.dtype("<f8"),
+    "BYTES": np.dtype(object),
+}
+
+_DATATYPE_NAMES: Final = ", ".join(DATATYPES)
+_DATATYPE_BY_KIND_SIZE: Final[dict[tuple[str, int], str]] = {
+    (dtype.kind, dtype.itemsize): name for name, dtype in DATATYPES.items() if name != "BYTES"
+}
+_INTEGER_RANGES: Final[dict[str, tuple[int, int]]] = {
+    name: (int(np.iinfo(dtype).min), int(np.iinfo(dtype).max))
+    for name, dtype in DATATYPES.items()
+    if dtype.kind in "iu"
+}
+_UNSUPPORTED_PARAMETERS: Final = ("shared_memory_region", "shared_memory_byte_size", "shared_memory_offset")
+_LENGTH_PREFIX: Final = struct.Struct("<I")
+
+Array = npt.NDArray[Any]
+Parameters = dict[str, Any]
+
+
+def datatype_of(dtype: np.dtype[Any]) -> str:
+    """The protocol's name for a numpy dtype; text and object arrays are BYTES.
+
+    Raises ``ValueError`` for dtypes the protocol has no name for (complex, datetime...): that is a model's
+    fault, not the caller's.
+    """
+    if dtype.kind in "OSU":
+        return "BYTES"
+    name = _DATATYPE_BY_KIND_SIZE.get((dtype.kind, dtype.itemsize))
+    if name is None:
+        raise ValueError(f"numpy dtype {dtype} has no Open Inference Protocol datatype")
+    return name
+
+
+def numpy_dtype(datatype: str, *, field: str = "datatype") -> np.dtype[Any]:
+    """The numpy dtype for a protocol datatype; ``field`` names where it came from in the error message."""
+    dtype = DATATYPES.get(datatype) if isinstance(datatype, str) else None
+    if dtype is None:
+        raise BadRequest(f"{field}: {datatype!r} is not a datatype; expected one of {_DATATYPE_NAMES}")
+    return dtype
+
+
+@dataclass(frozen=True, slots=True)
+class InferInput:
+    """One decoded input. ``array`` may be a read-only view of the request body (binary tensors)."""
+
+    name: str
+    datatype: str
+    shape: tuple[int, ...]
+    array: Array
+    parameters: Parameters = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class RequestedOutput:
+    """An entry of the request's ``outputs``: the caller wants only these, each as JSON or binary."""
+
+    name: str
+    #: The output's own ``parameters.binary_data``; None defers to the request's ``binary_data_output``.
+    binary_data: bool | None
+    parameters: Parameters = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class InferRequest:
+    """A decoded request; ``parameters`` are passed through as sent (custom keys included)."""
+
+    id: str | None
+    parameters: Parameters
+    inputs: list[InferInput]
+    #: None means "every output of the model".
+    outputs: list[RequestedOutput] | None
+    #: Triton's request-level ``parameters.binary_data_output``: the default for every output.
+    binary_data_output: bool = False
+
+    def wants_binary(self, output_name: str) -> bool:
+        """Whether an output goes back as binary data: its own ``binary_data``, else the request default."""
+        for requested in self.outputs or ():
+            if requested.name == output_name and requested.binary_data is not None:
+                return requested.binary_data
+        return self.binary_data_output
+
+
+@dataclass(frozen=True, slots=True)
+class InferResponse:
+    """A decoded response, for clients: outputs by name, plus what the server said about itself."""
+
+    model_name: str
+    model_version: str | None
+    id: str | None
+    parameters: Parameters
+    outputs: dict[str, Array]
+
+
+# --- decoding ---------------------------------------------------------------------------------------
+
+
+def decode_infer_request(body: bytes, json_header_length: int | None) -> InferRequest:
+    """Parse an inference request body.
+
+    ``json_header_length`` is the ``Inference-Header-Content-Length`` header's value: the JSON object is the
+    first that many bytes and binary tensors follow. None means the whole body is JSON.
+    """
+    document, binary = _split(body, json_header_length, "request")
+    request_id = _optional_str(document, "id", "request")
+    parameters = _parameters(document.get("parameters"), "request")
+    binary_data_output = parameters.get("binary_data_output", False)
+    if not isinstance(binary_data_output, bool):
+        raise BadRequest(f"request parameters.binary_data_output must be true or false, got {binary_data_output!r}")
+    raw_inputs = document.get("inputs")
+    if raw_inputs is None:
+        raise BadRequest("request: 'inputs' is required: a list of input tensors")
+    if not isinstance(raw_inputs, list) or not raw_inputs:
+        raise BadRequest("request: 'inputs' must be a non-empty list of input tensors")
+    reader = _BinaryReader(binary) if binary is not None else None
+    inputs: list[InferInput] = []
+    seen: set[str] = set()
+    for index, raw in enumerate(raw_inputs):
+        name, datatype, shape, array, tensor_parameters = _decode_tensor(raw, "input", index, reader)
+        if name in seen:
+            raise BadRequest(f"input {name!r} appears more than once in 'inputs'")
+        seen.add(name)
+        inputs.append(InferInput(name, datatype, shape, array, tensor_parameters))
+    if reader is not None:
+        reader.finish()
+    return InferRequest(
+        id=request_id,
+        parameters=parameters,
+        inputs=inputs,
+        outputs=_requested_outputs(document.get("outputs")),
+        binary_data_output=binary_data_output,
+    )
+
+
+def decode_infer_response(body: bytes, json_header_length: int | None) -> InferResponse:
+    """Parse an inference response (for clients, tests and the pre-traffic hook).
+
+    An ``{"error": ...}`` body or a malformed one raises :class:`BadRequest` carrying the reason.
+    """
+    document, binary = _split(body, json_header_length, "response")
+    if "outputs" not in document and isinstance(document.get("error"), str):
+        raise BadRequest(f"the server answered with an error: {document['error']}")
+    model_name = document.get("model_name")
+    if not isinstance(model_name, str):
+        raise BadRequest("response: 'model_name' is required: a string")
+    model_version = _optional_str(document, "model_version", "response")
+    response_id = _optional_str(document, "id", "response")
+    parameters = _parameters(document.get("parameters"), "response")
+    raw_outputs = document.get("outputs")
+    if not isinstance(raw_outputs, list):
+        raise BadRequest("response: 'outputs' is required: a list of output tensors")
+    reader = _BinaryReader(binary) if binary is not None else None
+    outputs: dict[str, Array] = {}
+    for index, raw in enumerate(raw_outputs):
+        name, _, _, array, _ = _decode_tensor(raw, "output", index, reader)
+        if name in outputs:
+            raise BadRequest(f"output {name!r} appears more than once in 'outputs'")
+        outputs[name] = array
+    if reader is not None:
+        reader.finish()
+    return InferResponse(model_name, model_version, response_id, parameters, outputs)
+
+
+def _split(body: bytes, json_header_length: int | None, what: str) -> tuple[dict[str, Any], memoryview | None]:
+    """The JSON object at the start of the body, and the binary part after it (None without the header)."""
+    view = memoryview(body)
+    binary: memoryview | None = None
+    if json_header_length is not None:
+        if isinstance(json_header_length, bool) or not isinstance(json_header_length, int):
+            raise BadRequest(f"{BINARY_HEADER} must be a byte count, got {json_header_length!r}")
+        if not 0 < json_header_length <= len(view):
+            raise BadRequest(
+                f"{BINARY_HEADER} is {json_header_length} but the body has {len(view)} bytes; "
+                "it must be the byte length of the JSON object at the start of the body"
+            )
+        binary = view[json_header_length:]
+        view = view[:json_header_length]
+    try:
+        document = orjson.loads(view)
+    except orjson.JSONDecodeError as exc:
+        raise BadRequest(f"{what} body is not valid JSON: {exc}") from None
+    if not isinstance(document, dict):
+        raise BadRequest(f"{what} body must be a JSON object, got {_json_type(document)}")
+    return document, binary
+
+
+def _requested_outputs(raw: Any) -> list[RequestedOutput] | None:
+    if raw is None:
+        return None
+    if not isinstance(raw, list):
+        raise BadRequest("request: 'outputs' must be a list of {\"name\": ...} objects")
+    outputs: list[RequestedOutput] = []
+    seen: set[str] = set()
+    for index, item in enumerate(raw):
+        label = f"outputs[{index}]"
+        if not isinstance(item, dict):
+            raise BadRequest(f"{label} must be an object with a 'name', got {_json_type(item)}")
+        name = item.get("name")
+        if not isinstance(name, str) or not name:
+            raise BadRequest(f"{label}: 'name' is required: a non-empty string")
+        if name in seen:
+            raise BadRequest(f"output {name!r} appears more than once in 'outputs'")
+        seen.add(name)
+        parameters = _parameters(item.get("parameters"), f"output {name!r}")
+        _reject_unsupported(parameters, f"output {name!r}")
+        if "classification" in parameters:
+            raise BadRequest(f"output {name!r}: the classification extension is not supported")
+        binary_data = parameters.get("binary_data")
+        if binary_data is not None and not isinstance(binary_data, bool):
+            raise BadRequest(f"output {name!r}: parameters.binary_data must be true or false, got {binary_data!r}")
+        outputs.append(RequestedOutput(name, binary_data, parameters))
+    return outputs
+
+
+def _decode_tensor(
+    raw: Any, kind: Literal["input", "output"], index: int, reader: _BinaryReader | None
+) -> tuple[str, str, tuple[int, ...], Array, Parameters]:
+    if not isinstance(raw, dict):
+        raise BadRequest(
+            f"{kind}s[{index}] must be an object with 'name', 'datatype', 'shape' and 'data', got {_json_type(raw)}"
+        )
+    name = raw.get("name")
+    if not isinstance(name, str) or not name:
+        raise BadRequest(f"{kind}s[{index}]: 'name' is required: a non-empty string")
+    label = f"{kind} {name!r}"
+    datatype = raw.get("datatype")
+    if datatype is None:
+        raise BadRequest(f"{label}: 'datatype' is required: one of {_DATATYPE_NAMES}")
+    dtype = DATATYPES.get(datatype) if isinstance(datatype, str) else None
+    if dtype is None:
+        dtype = numpy_dtype(datatype, field=f"{label} 'datatype'")  # raises, naming the field
+    shape = _shape(raw.get("shape"), label)
+    count = math.prod(shape)
+    parameters = _parameters(raw.get("parameters"), label, "'parameters'")
+    if parameters:
+        _reject_unsupported(parameters, label)
+    size = parameters.get("binary_data_size")
+    data = raw.get("data")
+    if size is not None:
+        if isinstance(size, bool) or not isinstance(size, int) or size < 0:
+            raise BadRequest(f"{label}: parameters.binary_data_size must be a byte count, got {size!r}")
+        if data is not None:
+            raise BadRequest(f"{label}: has both 'data' and parameters.binary_data_size; send one")
+        if reader is None:
+            raise BadRequest(
+                f"{label}: parameters.binary_data_size is set but there is no {BINARY_HEADER} header, "
+                "so the body holds no binary data"
+            )
+        chunk = reader.take(size, label)
+        array = _array_from_binary(chunk, datatype, dtype, shape, count, label)
+    elif data is None:
+        raise BadRequest(f"{label}: 'data' is required (or parameters.binary_data_size with binary data)")
+    else:
+        array = _array_from_json(data, datatype, dtype, shape, count, label, kind == "output")
+    return name, datatype, shape, array, parameters
+
+
+def _shape(raw: Any, label: str) -> tuple[int, ...]:
+    if raw is None:
+        raise BadRequest(f"{label}: 'shape' is required: a list of non-negative integers")
+    if not isinstance(raw, list) or not all(type(dim) is int and dim >= 0 for dim in raw):
+        raise BadRequest(f"{label}: 'shape' must be a list of non-negative integers, got {_brief(raw)}")
+    return tuple(raw)
+
+
+def _parameters(raw: Any, label: str, key: str = "'parameters'") -> Parameters:
+    if raw is None:
+        return {}
+    if not isinstance(raw, dict):
+        raise BadRequest(f"{label} {key} must be a JSON object, got {_json_type(raw)}")
+    return raw
+
+
+def _reject_unsupported(parameters: Parameters, label: str) -> None:
+    if any(key in parameters for key in _UNSUPPORTED_PARAMETERS):
+        raise BadRequest(f"{label}: shared memory is not supported; send the data in the body")
+
+
+def _optional_str(document: dict[str, Any], key: str, what: str) -> str | None:
+    value = document.get(key)
+    if value is not None and not isinstance(value, str):
+        raise BadRequest(f"{what} {key!r} must be a string, got {_json_type(value)}")
+    return value
+
+
+class _BinaryReader:
+    """Hands out consecutive slices of the binary part; ``finish`` checks nothing was left over."""
+
+    __slots__ = ("_offset", "_view")
+
+    def __init__(self, view: memoryview) -> None:
+        self._view = view
+        self._offset = 0
+
+    def take(self, size: int, label: str) -> memoryview:
+        end = self._offset + size
+        if end > len(self._view):
+            raise BadRequest(
+                f"{label}: parameters.binary_data_size is {size} but only "
+                f"{len(self._view) - self._offset} bytes of binary data remain after the JSON header"
+            )
+        chunk = self._view[self._offset : end]
+        self._offset = end
+        return chunk
+
+    def finish(self) -> None:
+        extra = len(self._view) - self._offset
+        if extra:
+            raise BadRequest(
+                f"the body has {extra} bytes of binary data after the tensors' binary_data_size values "
+                f"(which add up to {self._offset}); {BINARY_HEADER} or a binary_data_size is wrong"
+            )
+
+
+def _array_from_binary(
+    chunk: memoryview, datatype: str, dtype: np.dtype[Any], shape: tuple[int, ...], count: int, label: str
+) -> Array:
+    if datatype == "BYTES":
+        return _bytes_elements(chunk, shape, count, label).reshape(shape)
+    expected = count * dtype.itemsize
+    if len(chunk) != expected:
+        raise BadRequest(
+            f"{label}: parameters.binary_data_size is {len(chunk)} bytes but shape {list(shape)} of "
+            f"{datatype} needs {expected}"
+        )
+    array = np.frombuffer(chunk, dtype=dtype)
+    if not array.flags.aligned:
+        array = array.copy()  # the JSON header's length puts tensors at arbitrary offsets
+    if datatype == "BOOL" and count and array.view(np.uint8).max() > 1:
+        raise BadRequest(f"{label}: BOOL binary data must be bytes 0 or 1")
+    return array.reshape(shape)
+
+
+def _bytes_elements(chunk: memoryview, shape: tuple[int, ...], count: int, label: str) -> Array:
+    """Triton's BYTES layout: each element is a 4-byte little-endian length, then that many bytes."""
+    elements: list[str] = []
+    offset, end = 0, len(chunk)
+    while offset < end:
+        if offset + 4 > end:
+            raise BadRequest(f"{label}: BYTES binary data ends inside an element's 4-byte length prefix")
+        (length,) = _LENGTH_PREFIX.unpack_from(chunk, offset)
+        offset += 4
+        if offset + length > end:
+            raise BadRequest(
+                f"{label}: BYTES element {len(elements)} declares {length} bytes but only "
+                f"{end - offset} remain in its binary_data_size"
+            )
+        try:
+            elements.append(str(chunk[offset : offset + length], "utf-8"))
+        except UnicodeDecodeError:
+            raise BadRequest(f"{label}: BYTES element {len(elements)} is not valid UTF-8 text") from None
+        offset += length
+        if len(elements) > count:
+            break
+    if len(elements) != count:
+        held = "more" if len(elements) > count else str(len(elements))
+        raise BadRequest(f"{label}: shape {list(shape)} needs {count} BYTES elements but its binary data holds {held}")
+    return _object_array(elements)
+
+
+def _array_from_json(
+    data: Any,
+    datatype: str,
+    dtype: np.dtype[Any],
+    shape: tuple[int, ...],
+    count: int,
+    label: str,
+    nulls_are_nan: bool,
+) -> Array:
+    if not isinstance(data, list):
+        raise BadRequest(f"{label}: 'data' must be a list (flat or nested, row-major), got {_json_type(data)}")
+    if datatype == "BYTES":
+        elements = list(_flat_strings(data, label))
+        if len(elements) != count:
+            raise _count_mismatch(label, shape, len(elements))
+        return _object_array(elements).reshape(shape)
+    try:
+        raw = np.asarray(data)
+    except ValueError:
+        raise BadRequest(f"{label}: 'data' is ragged: nested lists must all have the same length") from None
+    if raw.size != count:
+        raise _count_mismatch(label, shape, raw.size)
+    if count == 0:
+        return np.empty(shape, dtype=dtype)
+    return _convert(raw, data, datatype, dtype, label, nulls_are_nan).reshape(shape)
+
+
+def _convert(
+    raw: Array, data: list[Any], datatype: str, dtype: np.dtype[Any], label: str, nulls_are_nan: bool
+) -> Array:
+    """numpy's inferred array -> the declared dtype, refusing anything that would change a value.
+
+    The common cases (floats for FP*, integers for INT*/UINT*) take whole-array numpy operations only.
+    """
+    kind = raw.dtype.kind
+    if datatype == "BOOL":
+        if kind != "b":
+            raise BadRequest(f"{label}: BOOL data must be true or false, got {_first_offending(data, datatype)}")
+        return raw
+    if kind == "O" or (kind == "f" and dtype.kind in "iu"):
+        # Nulls, integers past 64 bits, or floats where integers are due (which may be exact integers
+        # that numpy widened to float64, e.g. [2**64 - 1, 0]): check element by element.
+        raw = _objects_to_numbers(np.array(data, dtype=object), datatype, dtype, label, nulls_are_nan)
+    elif kind not in "iuf":
+        raise BadRequest(f"{label}: {datatype} data must be numbers, got {_first_offending(data, datatype)}")
+    if dtype.kind == "f":
+        if raw.dtype == dtype:
+            return raw
+        with np.errstate(over="ignore"):
+            converted = raw.astype(dtype)
+        # JSON has no infinities, so one here is a finite value past the type's range.
+        if dtype.itemsize < 8 and np.isinf(converted).any():
+            raise BadRequest(f"{label}: a value is out of range for {datatype} (max ±{np.finfo(dtype).max})")
+        return converted
+    if raw.dtype == dtype:
+        return raw
+    low, high = _INTEGER_RANGES[datatype]
+    # .item() makes Python numbers, whose comparisons with ints are exact at the 64-bit edges.
+    smallest, largest = raw.min().item(), raw.max().item()
+    if smallest < low or largest > high:
+        bad = smallest if smallest < low else largest
+        raise BadRequest(f"{label}: value {bad} is out of range for {datatype} [{low}, {high}]")
+    return raw.astype(dtype)
+
+
+def _objects_to_numbers(raw: Array, datatype: str, dtype: np.dtype[Any], label: str, nulls_are_nan: bool) -> Array:
+    """The slow path, over Python objects: exact integer checks, and nulls (NaN in a JSON response)."""
+    integers = dtype.kind in "iu"
+    values: list[Any] = []
+    for value in raw.flat:
+        if type(value) is int:
+            values.append(value)
+        elif type(value) is float and (not integers or value.is_integer()):
+            values.append(int(value) if integers else value)
+        elif value is None and nulls_are_nan and not integers:
+            values.append(math.nan)
+        else:
+            raise BadRequest(
+                f"{label}: {datatype} data must be {'integers' if integers else 'numbers'}, got {_describe(value)}"
+            )
+    if integers:
+        low, high = _INTEGER_RANGES[datatype]
+        for value in values:
+            if not low <= value <= high:
+                raise BadRequest(f"{label}: value {value} is out of range for {datatype} [{low}, {high}]")
+        return np.array(values, dtype=dtype)
+    try:
+        return np.array([float(value) for value in values], dtype=np.float64)
+    except OverflowError:
+        raise BadRequest(f"{label}: a value is out of range for {datatype}") from None
+
+
+def _flat_strings(data: list[Any], label: str) -> Iterator[str]:
+    for item in data:
+        if isinstance(item, str):
+            yield item
+        elif isinstance(item, list):
+            yield from _flat_strings(item, label)
+        else:
+            raise BadRequest(f"{label}: BYTES data must be strings, got {_describe(item)}")
+
+
+def _object_array(elements: Sequence[Any]) -> Array:
+    array = np.empty(len(elements), dtype=object)
+    array[:] = elements
+    return array
+
+
+def _count_mismatch(label: str, shape: tuple[int, ...], actual: int) -> BadRequest:
+    return BadRequest(f"{label}: shape {list(shape)} needs {math.prod(shape)} elements but 'data' has {actual}")
+
+
+# --- encoding ---------------------------------------------------------------------------------------
+
+
+def encode_infer_response(
+    *,
+    model_name: str,
+    model_version: str | None,
+    request_id: str | None,
+    outputs: Sequence[tuple[str, Array]],
+    binary_outputs: Collection[str] = (),
+    parameters: Mapping[str, Any] | None = None,
+) -> tuple[bytes, dict[str, str]]:
+    """The response body and the headers to send with it.
+
+    Outputs named in ``binary_outputs`` go as binary data after the JSON header (and the body becomes
+    ``application/octet-stream`` with ``Inference-Header-Content-Length``); the rest as JSON ``data``.
+    """
+    document: dict[str, Any] = {"model_name": model_name}
+    if model_version is not None:
+        document["model_version"] = model_version
+    if request_id is not None:
+        document["id"] = request_id
+    if parameters:
+        document["parameters"] = dict(parameters)
+    tensors, chunks = _encode_tensors(outputs, binary_outputs, "output")
+    document["outputs"] = tensors
+    return _body(document, chunks)
+
+
+def encode_infer_request(
+    inputs: Sequence[tuple[str, Array]],
+    *,
+    binary_inputs: bool | Collection[str] = False,
+    outputs: Sequence[str] | None = None,
+    binary_outputs: bool | Collection[str] = False,
+    request_id: str | None = None,
+    parameters: Mapping[str, Any] | None = None,
+) -> tuple[bytes, dict[str, str]]:
+    """An inference request body and its headers, as tritonclient would send them.
+
+    ``binary_inputs``/``binary_outputs`` are True/False for all, or the names to send/receive as binary.
+    Without ``outputs`` every model output is returned, as binary if ``binary_outputs`` is True.
+    """
+    document: dict[str, Any] = {}
+    if request_id is not None:
+        document["id"] = request_id
+    request_parameters = dict(parameters or {})
+    binary_input_names = _names(binary_inputs, [name for name, _ in inputs])
+    tensors, chunks = _encode_tensors(inputs, binary_input_names, "input")
+    document["inputs"] = tensors
+    if outputs is not None:
+        binary_output_names = _names(binary_outputs, outputs)
+        document["outputs"] = [
+            {"name": name, "parameters": {"binary_data": name in binary_output_names}} for name in outputs
+        ]
+    elif binary_outputs is True:
+        request_parameters["binary_data_output"] = True
+    elif binary_outputs:
+        raise ValueError("binary_outputs names outputs: pass them as outputs too")
+    if request_parameters:
+        document["parameters"] = request_parameters
+    return _body(document, chunks)
+
+
+def error_body(message: str) -> bytes:
+    """The protocol's error object, ``{"error": "..."}``."""
+    return orjson.dumps({"error": message})
+
+
+def _names(choice: bool | Collection[str], names: Sequence[str]) -> frozenset[str]:
+    if choice is True:
+        return frozenset(names)
+    if choice is False:
+        return frozenset()
+    return frozenset(choice)
+
+
+def _encode_tensors(
+    tensors: Sequence[tuple[str, Array]], binary: Collection[str], kind: str
+) -> tuple[list[dict[str, Any]], list[Any]]:
+    encoded: list[dict[str, Any]] = []
+    chunks: list[Any] = []
+    for name, array in tensors:
+        datatype = datatype_of(array.dtype)
+        tensor: dict[str, Any] = {"name": name, "datatype": datatype, "shape": list(array.shape)}
+        if name in binary:
+            raw = _tensor_bytes(array, datatype)
+            tensor["parameters"] = {"binary_data_size": len(raw)}
+            chunks.append(raw)
+        else:
+            tensor["data"] = _json_data(array, datatype, name, kind)
+        encoded.append(tensor)
+    return encoded, chunks
+
+
+def _body(document: dict[str, Any], chunks: list[Any]) -> tuple[bytes, dict[str, str]]:
+    header = orjson.dumps(document, option=orjson.OPT_SERIALIZE_NUMPY)
+    if not chunks:
+        return header, {"Content-Type": JSON_CONTENT_TYPE}
+    headers = {"Content-Type": BINARY_CONTENT_TYPE, BINARY_HEADER: str(len(header))}
+    return b"".join([header, *chunks]), headers
+
+
+def _json_data(array: Array, datatype: str, name: str, kind: str) -> Any:
+    """What goes in ``data``: a flat numpy array for orjson to write, or a list of str for BYTES."""
+    if datatype == "BYTES":
+        return [_text(value, name, kind) for value in array.reshape(-1).tolist()]
+    if not array.dtype.isnative:
+        array = array.astype(array.dtype.newbyteorder("="))
+    return np.ascontiguousarray(array).reshape(-1)
+
+
+def _text(value: Any, name: str, kind: str) -> str:
+    if isinstance(value, str):
+        return value
+    if isinstance(value, bytes):
+        try:
+            return value.decode("utf-8")
+        except UnicodeDecodeError:
+            raise Unprocessable(
+                f"{kind} {name!r} holds bytes that are not UTF-8 text; request it with binary_data"
+            ) from None
+    return str(value)
+
+
+def _tensor_bytes(array: Array, datatype: str) -> bytes | memoryview:
+    """The tensor's binary encoding: little-endian, row-major, no padding (a view when already so)."""
+    if datatype == "BYTES":
+        parts: list[bytes] = []
+        for value in array.reshape(-1).tolist():
+            element = value if isinstance(value, bytes) else str(value).encode("utf-8")
+            parts.append(_LENGTH_PREFIX.pack(len(element)))
+            parts.append(element)
+        return b"".join(parts)
+    little = np.ascontiguousarray(array, dtype=array.dtype.newbyteorder("<"))
+    return little.data.cast("B") if little.size else b""
+
+
+# --- messages ---------------------------------------------------------------------------------------
+
+
+def _json_type(value: Any) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, int | float):
+        return "a number"
+    if isinstance(value, str):
+        return "a string"
+    if isinstance(value, list):
+        return "a list"
+    return "an object"
+
+
+def _brief(value: Any, limit: int = 80) -> str:
+    text = orjson.dumps(value, default=str).decode()
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def _first_offending(data: list[Any], datatype: str) -> str:
+    """The first element of the request's data that isn't of the declared kind, described for the message."""
+    for value in data:
+        if isinstance(value, list):
+            found = _first_offending(value, datatype)
+            if found:
+                return found
+        elif not (isinstance(value, bool) if datatype == "BOOL" else type(value) in (int, float)):
+            return _describe(value)
+    return ""
+
+
+def _describe(value: Any) -> str:
+    return f"{_json_type(value)} {_brief(value)}"

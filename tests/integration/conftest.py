@@ -1,0 +1,98 @@
+"""Fixtures shared by the integration tests: the real local servers they run against."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import pytest
+
+from onnx_lambda.local_cloud import free_port
+from tests.integration.moto import start_moto_server
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture(scope="session")
+def moto_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """The endpoint URL of one moto server (S3, Cognito, ...) on loopback, shared by the whole session.
+
+    Tests share its state, so each creates its own buckets and pools under unique names. A test that
+    needs to stop or break a server starts its own with ``start_moto_server``.
+    """
+    log_path = tmp_path_factory.mktemp("moto") / "moto.log"
+    with start_moto_server(log_path) as server:
+        yield server.endpoint_url
+
+
+@dataclass(frozen=True)
+class LocalService:
+    """`onnx-lambda serve` running as a newcomer runs it, and a real user token from its Cognito."""
+
+    url: str
+    token: str
+    env: dict[str, str]
+    state_file: Path
+
+    def headers(self, **extra: str) -> dict[str, str]:
+        return {"authorization": f"Bearer {self.token}", **extra}
+
+
+@pytest.fixture(scope="session")
+def local_service(models_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalService]:
+    home = tmp_path_factory.mktemp("serve")
+    port = free_port()
+    env = {
+        **os.environ,
+        "ONNX_LAMBDA_STATE_FILE": str(home / "local-stack.json"),
+        "XDG_CACHE_HOME": str(home / "cache"),
+        "PYTHONUNBUFFERED": "1",
+    }
+    log = open(home / "serve.log", "wb")  # noqa: SIM115 - closed below
+    process = subprocess.Popen(
+        [sys.executable, "-m", "onnx_lambda.cli", "serve", "--port", str(port), "--moto-port", str(free_port())],
+        cwd=ROOT,
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 120
+        while True:
+            if process.poll() is not None:
+                pytest.fail(f"serve exited with {process.returncode}:\n{(home / 'serve.log').read_text()}")
+            try:
+                if httpx.get(f"{url}/v2/health/ready", timeout=1).status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            if time.monotonic() > deadline:
+                pytest.fail(f"serve did not become ready:\n{(home / 'serve.log').read_text()}")
+            time.sleep(0.2)
+        token = subprocess.run(
+            [sys.executable, "-m", "onnx_lambda.cli", "token"],
+            cwd=ROOT,
+            env=env,
+            capture_output=True,
+            text=True,
+            check=True,
+            timeout=60,
+        ).stdout.strip()
+        yield LocalService(url=url, token=token, env=env, state_file=home / "local-stack.json")
+    finally:
+        os.killpg(process.pid, signal.SIGINT)
+        try:
+            process.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
+        log.close()

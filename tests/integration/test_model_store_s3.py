@@ -1,0 +1,324 @@
+"""The model store against a real moto S3 over HTTP: pinned versions, ranged GETs, the cache, and faults.
+
+Faults are real sockets (see tests/integration/moto.py): a proxy that stalls a body mid-way, a port
+where nothing listens, a listener that never answers, one that drops every connection.
+"""
+
+from __future__ import annotations
+
+import random
+import uuid
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import pytest
+
+from onnx_lambda.config import ModelSource, Settings
+from onnx_lambda.errors import ModelLoadError
+from onnx_lambda.manifest import MANIFEST_FILE, MODEL_FILE, TOKENIZER_FILE, sha256_hex
+from onnx_lambda.model_store import ModelStore
+from tests.integration.moto import (
+    Blackhole,
+    FaultyProxy,
+    ProxiedRequest,
+    ResettingEndpoint,
+    closed_port_url,
+    s3_client,
+)
+from tests.model_bundle import TOKENIZER_BYTES, Bundle, make_bundle
+
+if TYPE_CHECKING:
+    from mypy_boto3_s3 import S3Client
+
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(60)]
+
+PREFIX = "models/iris/1"
+MODEL_KEY = f"{PREFIX}/{MODEL_FILE}"
+MiB = 1024 * 1024
+
+
+@pytest.fixture(autouse=True)
+def aws_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The store builds its own client, as in Lambda; these are the only AWS settings it may find."""
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
+    monkeypatch.delenv("AWS_PROFILE", raising=False)
+
+
+@pytest.fixture(scope="module")
+def s3(moto_server: str) -> S3Client:
+    return s3_client(moto_server)
+
+
+@pytest.fixture
+def bucket(s3: S3Client) -> str:
+    name = f"models-{uuid.uuid4().hex[:12]}"
+    s3.create_bucket(Bucket=name)
+    s3.put_bucket_versioning(Bucket=name, VersioningConfiguration={"Status": "Enabled"})
+    return name
+
+
+@pytest.fixture
+def bundle() -> Bundle:
+    return make_bundle(tokenizer=TOKENIZER_BYTES)
+
+
+def publish(s3: S3Client, bucket: str, bundle: Bundle, prefix: str = PREFIX) -> dict[str, str]:
+    """Put every file of the bundle under ``prefix``; return each file's VersionId."""
+    return {
+        name: s3.put_object(Bucket=bucket, Key=f"{prefix}/{name}", Body=data)["VersionId"]
+        for name, data in bundle.files().items()
+    }
+
+
+def put(s3: S3Client, bucket: str, key: str, data: bytes) -> str:
+    return s3.put_object(Bucket=bucket, Key=key, Body=data)["VersionId"]
+
+
+def settings_for(tmp_path: Path, endpoint_url: str, source: ModelSource, **overrides: object) -> Settings:
+    values: dict[str, object] = {
+        "models": [source],
+        "cache_dir": tmp_path / "cache",
+        "s3_endpoint_url": endpoint_url,
+        "s3_timeout_seconds": 5.0,
+        "s3_deadline_seconds": 30.0,
+        **overrides,
+    }
+    return Settings(**values)  # type: ignore[arg-type]
+
+
+def source_for(bucket: str, version_id: str, sha256: str, key: str = MODEL_KEY) -> ModelSource:
+    return ModelSource(uri=f"s3://{bucket}/{key}?versionId={version_id}", sha256=sha256)
+
+
+def refusal(tmp_path: Path, endpoint_url: str, source: ModelSource, **overrides: object) -> str:
+    with pytest.raises(ModelLoadError) as refused:
+        ModelStore(settings_for(tmp_path, endpoint_url, source, **overrides)).fetch(source)
+    return str(refused.value)
+
+
+# --- happy paths ---------------------------------------------------------------------------------
+
+
+def test_pinned_older_version_is_served_while_a_newer_one_exists(
+    tmp_path: Path, moto_server: str, s3: S3Client, bucket: str, bundle: Bundle
+) -> None:
+    versions = publish(s3, bucket, bundle)
+    newer = make_bundle(b"a newer model, overwritten in place")
+    newer_version = put(s3, bucket, MODEL_KEY, newer.model)
+    source = source_for(bucket, versions[MODEL_FILE], bundle.sha256)
+
+    artifacts = ModelStore(settings_for(tmp_path, moto_server, source)).fetch(source)
+
+    assert artifacts.model == bundle.model
+    assert artifacts.manifest == bundle.manifest
+    assert artifacts.tokenizer == TOKENIZER_BYTES
+    assert artifacts.from_cache is False
+    assert {"fetch", "hash", "cache_write", "total"} <= set(artifacts.timings)
+    # The newer version is not what the manifest beside it vouches for.
+    message = refusal(tmp_path, moto_server, source_for(bucket, newer_version, newer.sha256))
+    assert f"s3://{bucket}/{PREFIX}/{MANIFEST_FILE} (versionId {versions[MANIFEST_FILE]})" in message
+    assert "belongs to a different model" in message
+
+
+def test_large_object_is_fetched_with_ranged_parallel_gets_of_the_pinned_version(
+    tmp_path: Path, moto_server: str, s3: S3Client, bucket: str
+) -> None:
+    # The store knows nothing of ONNX: any bytes the manifest pins will do.
+    payload = random.Random(7).randbytes(3 * MiB + 12345)
+    bundle = make_bundle(payload)
+    versions = publish(s3, bucket, bundle)
+    put(s3, bucket, MODEL_KEY, b"newer bytes that must not be mixed in")
+    source = source_for(bucket, versions[MODEL_FILE], bundle.sha256)
+
+    with FaultyProxy(moto_server) as proxy:
+        settings = settings_for(tmp_path, proxy.endpoint_url, source, s3_part_size=MiB, s3_max_concurrency=4)
+        artifacts = ModelStore(settings).fetch(source)
+
+    assert artifacts.model == payload
+    ranged = [request for request in proxy.requests if "range" in request.headers]
+    assert sorted(request.headers["range"] for request in ranged) == sorted(
+        f"bytes={start}-{min(start + MiB, len(payload)) - 1}" for start in range(0, len(payload), MiB)
+    )
+    assert all(f"versionId={versions[MODEL_FILE]}" in request.path for request in ranged)
+
+
+def test_a_read_that_stalls_mid_body_is_retried(tmp_path: Path, moto_server: str, s3: S3Client, bucket: str) -> None:
+    payload = random.Random(11).randbytes(2 * MiB + 1)
+    bundle = make_bundle(payload)
+    versions = publish(s3, bucket, bundle)
+    source = source_for(bucket, versions[MODEL_FILE], bundle.sha256)
+
+    def stall_first_part(request: ProxiedRequest) -> bool:
+        return request.headers.get("range") == "bytes=0-1048575" and not any(
+            earlier.stalled for earlier in proxy.requests
+        )
+
+    with FaultyProxy(moto_server, stall=stall_first_part) as proxy:
+        settings = settings_for(tmp_path, proxy.endpoint_url, source, s3_part_size=MiB, s3_timeout_seconds=1.0)
+        artifacts = ModelStore(settings).fetch(source)
+
+    assert artifacts.model == payload
+    first_part = [request for request in proxy.requests if request.headers.get("range") == "bytes=0-1048575"]
+    assert [request.stalled for request in first_part] == [True, False]
+
+
+# --- refusals --------------------------------------------------------------------------------------
+
+
+def test_model_bytes_that_differ_from_the_pin_are_refused(
+    tmp_path: Path, moto_server: str, s3: S3Client, bucket: str, bundle: Bundle
+) -> None:
+    publish(s3, bucket, bundle)
+    tampered = bytearray(bundle.model)
+    tampered[-1] ^= 0xFF
+    tampered_version = put(s3, bucket, MODEL_KEY, bytes(tampered))
+    message = refusal(tmp_path, moto_server, source_for(bucket, tampered_version, bundle.sha256))
+    assert f"s3://{bucket}/{MODEL_KEY} (versionId {tampered_version})" in message
+    assert f"sha256 {sha256_hex(bytes(tampered))} does not match the expected {bundle.sha256}" in message
+
+
+def test_manifest_that_disagrees_with_the_pinned_model_is_refused(
+    tmp_path: Path, moto_server: str, s3: S3Client, bucket: str, bundle: Bundle
+) -> None:
+    versions = publish(s3, bucket, bundle)
+    foreign = make_bundle(b"some other model", tokenizer=TOKENIZER_BYTES)
+    manifest_version = put(s3, bucket, f"{PREFIX}/{MANIFEST_FILE}", foreign.manifest_bytes)
+    message = refusal(tmp_path, moto_server, source_for(bucket, versions[MODEL_FILE], bundle.sha256))
+    assert f"s3://{bucket}/{PREFIX}/{MANIFEST_FILE} (versionId {manifest_version})" in message
+    assert f"lists {MODEL_FILE} with sha256 {foreign.sha256}" in message
+    assert f"pinned to sha256 {bundle.sha256}" in message
+
+
+def test_tampered_tokenizer_is_refused(
+    tmp_path: Path, moto_server: str, s3: S3Client, bucket: str, bundle: Bundle
+) -> None:
+    versions = publish(s3, bucket, bundle)
+    tokenizer_version = put(s3, bucket, f"{PREFIX}/{TOKENIZER_FILE}", TOKENIZER_BYTES.upper())
+    message = refusal(tmp_path, moto_server, source_for(bucket, versions[MODEL_FILE], bundle.sha256))
+    assert f"s3://{bucket}/{PREFIX}/{TOKENIZER_FILE} (versionId {tokenizer_version})" in message
+    assert f"does not match the expected {bundle.manifest.files[TOKENIZER_FILE].sha256}" in message
+
+
+@pytest.mark.parametrize("missing", [MANIFEST_FILE, TOKENIZER_FILE])
+def test_missing_sidecar_is_refused(
+    tmp_path: Path, moto_server: str, s3: S3Client, bucket: str, bundle: Bundle, missing: str
+) -> None:
+    versions = publish(s3, bucket, bundle)
+    s3.delete_object(Bucket=bucket, Key=f"{PREFIX}/{missing}")  # a delete marker: no latest version
+    message = refusal(tmp_path, moto_server, source_for(bucket, versions[MODEL_FILE], bundle.sha256))
+    assert f"{missing} beside s3://{bucket}/{MODEL_KEY} (versionId {versions[MODEL_FILE]})" in message
+    assert f"s3://{bucket}/{PREFIX}/{missing}" in message
+    assert "does not exist" in message
+
+
+@pytest.mark.parametrize("keep", [0, 500])
+def test_truncated_object_is_refused(
+    tmp_path: Path, moto_server: str, s3: S3Client, bucket: str, bundle: Bundle, keep: int
+) -> None:
+    publish(s3, bucket, bundle)
+    truncated_version = put(s3, bucket, MODEL_KEY, bundle.model[:keep])
+    message = refusal(tmp_path, moto_server, source_for(bucket, truncated_version, bundle.sha256))
+    assert f"s3://{bucket}/{MODEL_KEY} (versionId {truncated_version}) is {keep} bytes" in message
+    assert f"expected {len(bundle.model)}" in message
+
+
+def test_unknown_version_is_refused(
+    tmp_path: Path, moto_server: str, s3: S3Client, bucket: str, bundle: Bundle
+) -> None:
+    publish(s3, bucket, bundle)
+    message = refusal(tmp_path, moto_server, source_for(bucket, "no-such-version", bundle.sha256))
+    assert f"s3://{bucket}/{MODEL_KEY} (versionId no-such-version) does not exist" in message
+
+
+# --- an unreachable or unresponsive S3 ------------------------------------------------------------
+
+
+def test_unreachable_endpoint_is_a_model_load_error(tmp_path: Path, bundle: Bundle) -> None:
+    source = source_for("models", "v1", bundle.sha256)
+    endpoint = closed_port_url()
+    message = refusal(tmp_path, endpoint, source, s3_max_attempts=2)
+    assert f"{MANIFEST_FILE} beside s3://models/{MODEL_KEY} (versionId v1)" in message
+    assert "Could not connect to the endpoint URL" in message
+
+
+def test_retries_are_bounded_by_s3_max_attempts(tmp_path: Path, bundle: Bundle) -> None:
+    source = source_for("models", "v1", bundle.sha256)
+    with ResettingEndpoint() as endpoint:
+        refusal(tmp_path, endpoint.endpoint_url, source, s3_max_attempts=3)
+        assert endpoint.connections == 3
+
+
+def test_fetch_gives_up_at_the_deadline(tmp_path: Path, bundle: Bundle) -> None:
+    source = source_for("models", "v1", bundle.sha256)
+    with Blackhole() as endpoint:
+        message = refusal(
+            tmp_path,
+            endpoint.endpoint_url,
+            source,
+            s3_timeout_seconds=1.0,
+            s3_max_attempts=50,
+            s3_deadline_seconds=1.5,
+        )
+    assert "not fetched within the 1.5 s deadline (ONNX_LAMBDA_S3_DEADLINE_SECONDS)" in message
+
+
+# --- the /tmp cache ---------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def published(s3: S3Client, bucket: str, bundle: Bundle) -> ModelSource:
+    versions = publish(s3, bucket, bundle)
+    return source_for(bucket, versions[MODEL_FILE], bundle.sha256)
+
+
+@pytest.fixture
+def warm_cache(tmp_path: Path, moto_server: str, published: ModelSource) -> Path:
+    """Fetch once, so the cache holds the model; yield its entry."""
+    artifacts = ModelStore(settings_for(tmp_path, moto_server, published)).fetch(published)
+    assert artifacts.from_cache is False
+    assert published.sha256 is not None
+    return tmp_path / "cache" / published.sha256
+
+
+def test_cache_hit_serves_without_s3(tmp_path: Path, published: ModelSource, warm_cache: Path, bundle: Bundle) -> None:
+    assert sorted(path.name for path in warm_cache.iterdir()) == sorted(bundle.files())
+    # Nothing listens at this endpoint: only the cache can serve.
+    artifacts = ModelStore(settings_for(tmp_path, closed_port_url(), published, s3_max_attempts=1)).fetch(published)
+    assert artifacts.from_cache is True
+    assert artifacts.model == bundle.model
+    assert artifacts.manifest == bundle.manifest
+    assert artifacts.tokenizer == TOKENIZER_BYTES
+
+
+@pytest.mark.parametrize("corrupt", [MODEL_FILE, TOKENIZER_FILE, MANIFEST_FILE])
+def test_corrupt_cache_entry_is_discarded_and_refetched(
+    tmp_path: Path, moto_server: str, published: ModelSource, warm_cache: Path, bundle: Bundle, corrupt: str
+) -> None:
+    original = (warm_cache / corrupt).read_bytes()
+    flipped = original[:-1] + bytes([original[-1] ^ 0x01])
+    (warm_cache / corrupt).write_bytes(flipped)
+
+    artifacts = ModelStore(settings_for(tmp_path, moto_server, published)).fetch(published)
+
+    assert artifacts.from_cache is False
+    assert artifacts.model == bundle.model
+    assert (warm_cache / corrupt).read_bytes() == original  # the entry was written again, whole
+
+    # With S3 unreachable, a corrupt entry is refused and deleted, never served.
+    (warm_cache / corrupt).write_bytes(flipped)
+    with pytest.raises(ModelLoadError, match="Could not connect"):
+        ModelStore(settings_for(tmp_path, closed_port_url(), published, s3_max_attempts=1)).fetch(published)
+    assert not warm_cache.exists()
+
+
+def test_unwritable_cache_dir_only_skips_caching(
+    tmp_path: Path, moto_server: str, published: ModelSource, bundle: Bundle
+) -> None:
+    blocker = tmp_path / "not-a-dir"
+    blocker.write_bytes(b"")
+    settings = settings_for(tmp_path, moto_server, published, cache_dir=blocker / "cache")
+    artifacts = ModelStore(settings).fetch(published)
+    assert artifacts.model == bundle.model
+    assert "cache_write" not in artifacts.timings

@@ -1,0 +1,282 @@
+"""The model store on local files: file:// sources, every refusal, URI parsing and the S3 client's config.
+
+Everything that needs a network (S3 sources, the cache, faults) is in
+tests/integration/test_model_store_s3.py, against a real moto server.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from onnx_lambda.config import ModelSource, Settings
+from onnx_lambda.errors import ModelLoadError
+from onnx_lambda.local_cloud import free_port
+from onnx_lambda.manifest import MANIFEST_FILE, MODEL_FILE, TOKENIZER_FILE, FileEntry, TokenizerSettings
+from onnx_lambda.model_store import ModelStore, build_s3_client, parse_file_uri, parse_s3_uri
+from tests.model_bundle import TOKENIZER_BYTES, Bundle, iris_model, make_bundle
+
+SHA_OF_NOTHING_IN_PARTICULAR = "ab" * 32
+
+
+def make_settings(tmp_path: Path, source: ModelSource, **overrides: object) -> Settings:
+    values: dict[str, object] = {
+        "models": [source],
+        "cache_dir": tmp_path / "cache",
+        # Nothing listens here: a test that reaches the network by mistake fails loudly.
+        "s3_endpoint_url": f"http://127.0.0.1:{free_port()}",
+        "s3_max_attempts": 1,
+        **overrides,
+    }
+    return Settings(**values)  # type: ignore[arg-type]
+
+
+def fetch(tmp_path: Path, uri: str, sha256: str | None = None) -> object:
+    source = ModelSource(uri=uri, sha256=sha256)
+    return ModelStore(make_settings(tmp_path, source)).fetch(source)
+
+
+@pytest.fixture
+def bundle() -> Bundle:
+    return make_bundle(tokenizer=TOKENIZER_BYTES)
+
+
+@pytest.fixture
+def model_path(tmp_path: Path, bundle: Bundle) -> Path:
+    # A space in the directory makes the URI percent-encoded, as file URIs are.
+    return bundle.write(tmp_path / "models dir" / "iris")
+
+
+# --- parse_s3_uri ------------------------------------------------------------------------------
+
+
+def test_parse_s3_uri_splits_bucket_key_and_version() -> None:
+    assert parse_s3_uri("s3://my-bucket/models/iris/1-abc/model.onnx?versionId=3HL4kqtJ") == (
+        "my-bucket",
+        "models/iris/1-abc/model.onnx",
+        "3HL4kqtJ",
+    )
+    assert parse_s3_uri("s3://my.bucket/model.onnx") == ("my.bucket", "model.onnx", None)
+
+
+def test_parse_s3_uri_keeps_plus_in_version_ids_and_decodes_escapes() -> None:
+    # Real S3 version ids contain '+' and '/'; form decoding would turn '+' into a space.
+    assert parse_s3_uri("s3://bkt/k.onnx?versionId=a+b/c")[2] == "a+b/c"
+    assert parse_s3_uri("s3://bkt/k.onnx?versionId=a%2Bb%2Fc")[2] == "a+b/c"
+
+
+@pytest.mark.parametrize(
+    ("uri", "problem"),
+    [
+        ("https://bkt/k.onnx", "not an s3:// uri"),
+        ("s3://Bad_Bucket/k.onnx", "not a valid S3 bucket name"),
+        ("s3://bkt", "names no object"),
+        ("s3://bkt/models/", "names no object"),
+        ("s3://bkt/k.onnx?version=1", "only query parameter allowed is versionId"),
+        ("s3://bkt/k.onnx?versionId=", "only query parameter allowed is versionId"),
+        ("s3://bkt/k.onnx?versionId=a&versionId=b", "versionId given twice"),
+        ("s3://bkt/k.onnx#frag", "fragment"),
+    ],
+)
+def test_parse_s3_uri_refuses_malformed_uris(uri: str, problem: str) -> None:
+    with pytest.raises(ValueError, match=problem):
+        parse_s3_uri(uri)
+
+
+@pytest.mark.parametrize("uri", ["file://relative/model.onnx", "file:///", "file:///m.onnx?x=1", "s3://b/k"])
+def test_parse_file_uri_wants_an_absolute_path(uri: str) -> None:
+    with pytest.raises(ValueError, match=re.escape("expected file:///absolute/path/model.onnx")):
+        parse_file_uri(uri)
+
+
+# --- file:// happy path ---------------------------------------------------------------------------
+
+
+def test_file_source_returns_verified_model_manifest_and_tokenizer(
+    tmp_path: Path, model_path: Path, bundle: Bundle
+) -> None:
+    uri = model_path.as_uri()
+    assert "%20" in uri
+    source = ModelSource(uri=uri, sha256=bundle.sha256)
+    settings = make_settings(tmp_path, source)
+
+    artifacts = ModelStore(settings).fetch(source)
+
+    assert artifacts.uri == uri
+    assert artifacts.model == iris_model()
+    assert artifacts.manifest == bundle.manifest
+    assert artifacts.tokenizer == TOKENIZER_BYTES
+    assert artifacts.from_cache is False
+    assert {"fetch", "hash", "total"} <= set(artifacts.timings)
+    # A local file is its own cache: nothing is copied to the cache dir.
+    assert not settings.cache_dir.exists()
+
+
+def test_file_source_without_pin_is_checked_against_its_manifest(tmp_path: Path, model_path: Path) -> None:
+    artifacts = ModelStore(make_settings(tmp_path, ModelSource(uri=model_path.as_uri()))).fetch(
+        ModelSource(uri=model_path.as_uri())
+    )
+    assert artifacts.model == iris_model()
+
+
+def test_model_without_tokenizer_has_none(tmp_path: Path) -> None:
+    path = make_bundle().write(tmp_path / "plain")
+    source = ModelSource(uri=path.as_uri())
+    assert ModelStore(make_settings(tmp_path, source)).fetch(source).tokenizer is None
+
+
+# --- file:// refusals -------------------------------------------------------------------------
+
+
+def test_pin_that_differs_from_the_manifest_is_refused(tmp_path: Path, model_path: Path, bundle: Bundle) -> None:
+    with pytest.raises(ModelLoadError) as refused:
+        fetch(tmp_path, model_path.as_uri(), SHA_OF_NOTHING_IN_PARTICULAR)
+    message = str(refused.value)
+    assert model_path.with_name(MANIFEST_FILE).as_uri() in message
+    assert f"pinned to sha256 {SHA_OF_NOTHING_IN_PARTICULAR}" in message
+    assert bundle.sha256 in message
+
+
+def test_tampered_model_is_refused(tmp_path: Path, model_path: Path, bundle: Bundle) -> None:
+    tampered = bytearray(bundle.model)
+    tampered[100] ^= 0xFF
+    model_path.write_bytes(bytes(tampered))
+    with pytest.raises(ModelLoadError) as refused:
+        fetch(tmp_path, model_path.as_uri(), bundle.sha256)
+    message = str(refused.value)
+    assert model_path.as_uri() in message
+    assert f"does not match the expected {bundle.sha256}" in message
+
+
+def test_manifest_of_another_model_is_refused(tmp_path: Path, model_path: Path) -> None:
+    other = make_bundle(b"another model entirely", tokenizer=TOKENIZER_BYTES)
+    model_path.with_name(MANIFEST_FILE).write_bytes(other.manifest_bytes)
+    # Pinned to the model on disk: the manifest is the odd one out.
+    with pytest.raises(ModelLoadError, match="the manifest belongs to a different model"):
+        fetch(tmp_path, model_path.as_uri(), make_bundle().sha256)
+    # Unpinned: the model disagrees with the manifest.
+    with pytest.raises(ModelLoadError, match=f"is {len(iris_model())} bytes, expected {len(other.model)}"):
+        fetch(tmp_path, model_path.as_uri())
+
+
+def test_tampered_tokenizer_is_refused(tmp_path: Path, model_path: Path, bundle: Bundle) -> None:
+    tokenizer_path = model_path.with_name(TOKENIZER_FILE)
+    tokenizer_path.write_bytes(TOKENIZER_BYTES.replace(b"WordPiece", b"WordPieCE"))
+    with pytest.raises(ModelLoadError) as refused:
+        fetch(tmp_path, model_path.as_uri(), bundle.sha256)
+    message = str(refused.value)
+    assert tokenizer_path.as_uri() in message
+    assert bundle.manifest.files[TOKENIZER_FILE].sha256 in message
+
+
+def test_missing_tokenizer_is_refused(tmp_path: Path, model_path: Path, bundle: Bundle) -> None:
+    model_path.with_name(TOKENIZER_FILE).unlink()
+    with pytest.raises(ModelLoadError, match=f"{TOKENIZER_FILE} is missing"):
+        fetch(tmp_path, model_path.as_uri(), bundle.sha256)
+
+
+def test_missing_manifest_is_refused(tmp_path: Path, model_path: Path, bundle: Bundle) -> None:
+    model_path.with_name(MANIFEST_FILE).unlink()
+    with pytest.raises(ModelLoadError, match=f"{MANIFEST_FILE} is missing"):
+        fetch(tmp_path, model_path.as_uri(), bundle.sha256)
+
+
+def test_missing_model_is_refused(tmp_path: Path, model_path: Path, bundle: Bundle) -> None:
+    model_path.unlink()
+    with pytest.raises(ModelLoadError, match=f"{MODEL_FILE} is missing"):
+        fetch(tmp_path, model_path.as_uri(), bundle.sha256)
+
+
+@pytest.mark.parametrize(
+    ("content", "problem"),
+    [
+        (b"{not json", "is not a valid manifest: .*Invalid JSON"),
+        (b'{"name": "iris", "version": "1", "files": {}}', "is not a valid manifest: inputs: Field required"),
+        (b"", "is not a valid manifest"),
+    ],
+)
+def test_invalid_manifest_is_refused(tmp_path: Path, model_path: Path, content: bytes, problem: str) -> None:
+    model_path.with_name(MANIFEST_FILE).write_bytes(content)
+    with pytest.raises(ModelLoadError, match=problem):
+        fetch(tmp_path, model_path.as_uri())
+
+
+def test_manifest_without_model_entry_is_refused(tmp_path: Path, model_path: Path, bundle: Bundle) -> None:
+    files = {TOKENIZER_FILE: bundle.manifest.files[TOKENIZER_FILE]}
+    manifest = bundle.manifest.model_copy(update={"files": files})
+    model_path.with_name(MANIFEST_FILE).write_text(manifest.model_dump_json())
+    with pytest.raises(ModelLoadError, match=f"lists no {MODEL_FILE}"):
+        fetch(tmp_path, model_path.as_uri())
+
+
+def test_manifest_naming_an_unpinned_tokenizer_is_refused(tmp_path: Path, model_path: Path, bundle: Bundle) -> None:
+    manifest = bundle.manifest.model_copy(update={"tokenizer": TokenizerSettings(file="vocab.json")})
+    model_path.with_name(MANIFEST_FILE).write_text(manifest.model_dump_json())
+    with pytest.raises(ModelLoadError, match=re.escape("names tokenizer 'vocab.json' but pins no sha256")):
+        fetch(tmp_path, model_path.as_uri())
+
+
+def test_manifest_cannot_point_the_tokenizer_outside_the_model_dir(tmp_path: Path, model_path: Path) -> None:
+    secret = tmp_path / "models dir" / "secret.json"
+    secret.write_bytes(b"{}")
+    entry = FileEntry(sha256="44136fa355b3678a1146ad16f7e8649e94fb4fc21fe77e8310c060f61caaff8a", bytes=2)
+    bundle = make_bundle()
+    manifest = bundle.manifest.model_copy(
+        update={
+            "tokenizer": TokenizerSettings(file="../secret.json"),
+            "files": {**bundle.manifest.files, "../secret.json": entry},
+        }
+    )
+    model_path.with_name(MANIFEST_FILE).write_text(manifest.model_dump_json())
+    with pytest.raises(ModelLoadError, match="must be a plain file name"):
+        fetch(tmp_path, model_path.as_uri())
+
+
+@pytest.mark.parametrize("keep", [0, 1, 500])
+def test_truncated_model_is_refused(tmp_path: Path, model_path: Path, bundle: Bundle, keep: int) -> None:
+    model_path.write_bytes(bundle.model[:keep])
+    with pytest.raises(ModelLoadError) as refused:
+        fetch(tmp_path, model_path.as_uri(), bundle.sha256)
+    assert f"{model_path.as_uri()} is {keep} bytes, expected {len(bundle.model)}" in str(refused.value)
+
+
+# --- s3:// sources refused before any request -------------------------------------------------
+
+
+def test_s3_source_without_version_id_is_refused(tmp_path: Path, bundle: Bundle) -> None:
+    with pytest.raises(ModelLoadError, match="must pin its VersionId"):
+        fetch(tmp_path, "s3://bkt/models/iris/model.onnx", bundle.sha256)
+
+
+def test_s3_source_without_sha256_is_refused(tmp_path: Path) -> None:
+    with pytest.raises(ModelLoadError, match="must pin its sha256"):
+        fetch(tmp_path, "s3://bkt/models/iris/model.onnx?versionId=v1")
+
+
+def test_malformed_s3_uri_is_a_model_load_error(tmp_path: Path, bundle: Bundle) -> None:
+    with pytest.raises(ModelLoadError, match="not a valid S3 bucket name"):
+        fetch(tmp_path, "s3://B/model.onnx?versionId=v1", bundle.sha256)
+
+
+# --- the S3 client ------------------------------------------------------------------------------
+
+
+def test_s3_client_uses_the_configured_endpoint_timeouts_retries_and_pool(tmp_path: Path) -> None:
+    source = ModelSource(uri="s3://bkt/model.onnx?versionId=v1", sha256=SHA_OF_NOTHING_IN_PARTICULAR)
+    settings = make_settings(
+        tmp_path,
+        source,
+        s3_endpoint_url="http://127.0.0.1:9",
+        s3_timeout_seconds=2.5,
+        s3_max_attempts=5,
+        s3_max_concurrency=32,
+    )
+    client = build_s3_client(settings)
+    config: Any = client.meta.config  # botocore's stubs don't list Config's options
+    assert client.meta.endpoint_url == "http://127.0.0.1:9"
+    assert (config.connect_timeout, config.read_timeout) == (2.5, 2.5)
+    assert config.retries == {"mode": "standard", "total_max_attempts": 5}
+    assert config.max_pool_connections >= 32
