@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -17,3 +18,15 @@ def models_dir() -> Path:
         if not (MODELS_DIR / name / "manifest.json").is_file():
             pytest.fail(f"{MODELS_DIR / name} is missing: run `make model`")
     return MODELS_DIR
+
+
+@pytest.fixture(scope="session")
+def moto_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """The endpoint URL of one moto server (S3, Cognito, ...) on loopback, shared by the whole session.
+
+    Tests share its state, so each creates its own buckets and pools under unique names.
+    """
+    from tests.integration.moto import start_moto_server
+
+    with start_moto_server(tmp_path_factory.mktemp("moto") / "moto.log") as server:
+        yield server.endpoint_url

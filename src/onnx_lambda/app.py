@@ -533,8 +533,14 @@ def _batch_of(feeds: Mapping[str, np.ndarray]) -> int:
 
 
 def _record(model: str, model_version: str, seconds: float, batch: int, tokens: int | None = None) -> None:
-    metrics.add_dimension(name="model", value=model)
-    metrics.add_dimension(name="model_version", value=model_version)
+    """EMF for one inference. Lambda flushes after every invocation; a long-running local server flushes
+    whenever the model changes, so each batch of metrics carries the dimensions it was measured under."""
+    dimensions = metrics.provider.dimension_set
+    if dimensions.get("model") != model or dimensions.get("model_version") != model_version:
+        if "model" in dimensions:
+            metrics.flush_metrics()
+        metrics.add_dimension(name="model", value=model)
+        metrics.add_dimension(name="model_version", value=model_version)
     metrics.add_metric(name=INFERENCE_TIME, unit="Milliseconds", value=seconds * 1000)
     metrics.add_metric(name=BATCH_SIZE, unit="Count", value=batch)
     if tokens is not None:

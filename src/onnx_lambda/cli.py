@@ -7,6 +7,7 @@ import sys
 from collections.abc import Sequence
 
 from onnx_lambda.invoke import add_invoke_arguments, invoke_command
+from onnx_lambda.package import add_package_arguments, package_command
 from onnx_lambda.publish import add_publish_arguments, publish_command
 from onnx_lambda.serve import add_serve_arguments, serve_command
 from onnx_lambda.tokens import add_token_arguments, token_command
@@ -24,6 +25,7 @@ def build_parser() -> argparse.ArgumentParser:
             publish_command,
         ),
         ("token", "print a bearer token", add_token_arguments, token_command),
+        ("package", "turn your own model.onnx into a model directory", add_package_arguments, package_command),
         ("invoke", "run the Lambda handler in-process on an event file", add_invoke_arguments, invoke_command),
     ):
         subparser = commands.add_parser(name, help=help_text)

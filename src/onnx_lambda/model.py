@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 import onnxruntime as ort
@@ -89,6 +89,24 @@ class Signature:
         raise BadRequest(f"model has no input named {name!r}; expected one of {[s.name for s in self.inputs]}")
 
 
+def signature_of(session: ort.InferenceSession, name: str) -> Signature:
+    """Names, datatypes and shapes; refuses types the Open Inference Protocol can't carry (e.g. ZipMap's maps)."""
+
+    def spec(node: Any, kind: str) -> TensorSpec:
+        datatype = _ORT_DATATYPES.get(node.type)
+        if datatype is None:
+            raise ModelLoadError(
+                f"model {name!r}: {kind} {node.name!r} has type {node.type}, which has no Open Inference Protocol "
+                "datatype (a scikit-learn classifier needs skl2onnx's zipmap=False)"
+            )
+        return TensorSpec(name=node.name, datatype=datatype, shape=_dims(node.shape))
+
+    return Signature(
+        inputs=tuple(spec(node, "input") for node in session.get_inputs()),
+        outputs=tuple(spec(node, "output") for node in session.get_outputs()),
+    )
+
+
 class OnnxModel:
     """One loaded model. ``run`` validates names, dtypes and shapes, so onnxruntime only sees good input."""
 
@@ -97,16 +115,7 @@ class OnnxModel:
         self.name = manifest.name
         self.version = manifest.version
         self._session = session
-        self.signature = Signature(
-            inputs=tuple(
-                TensorSpec(name=i.name, datatype=_ORT_DATATYPES[i.type], shape=_dims(i.shape))
-                for i in session.get_inputs()
-            ),
-            outputs=tuple(
-                TensorSpec(name=o.name, datatype=_ORT_DATATYPES[o.type], shape=_dims(o.shape))
-                for o in session.get_outputs()
-            ),
-        )
+        self.signature = signature_of(session, manifest.name)
         self._output_names = [spec.name for spec in self.signature.outputs]
         self._input_specs = {spec.name: spec for spec in self.signature.inputs}
 

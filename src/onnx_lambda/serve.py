@@ -99,15 +99,25 @@ def serve_command(args: argparse.Namespace) -> int:
 def _print_next_steps(host: str, port: int, models: list[str], username: str, state_path: Path) -> None:
     base = f"http://{host}:{port}"
     embedder = next((m for m in models if "minilm" in m), models[0])
+    tabular = next((m for m in models if m != embedder), embedder)
+    infer = (
+        '{"inputs": [{"name": "features", "datatype": "FP32", "shape": [1, 30], "data": ['
+        + ", ".join(["0.5"] * 30)
+        + "]}]}"
+    )
     print(
         f"""
-onnx-lambda is serving {", ".join(models)} on {base} (auth on; dev user {username!r}, password in {state_path})
+onnx-lambda is serving {", ".join(models)} on {base}
+auth is on: dev user {username!r}, password in {state_path}
 
   TOKEN=$(.venv/bin/onnx-lambda token)
   curl -s {base}/v1/embeddings -H "Authorization: Bearer $TOKEN" -H 'content-type: application/json' \\
-       -d '{{"model": "{embedder}", "input": "Serverless inference on Lambda"}}' | head -c 300; echo
-  curl -s {base}/v2/models/{embedder} -H "Authorization: Bearer $TOKEN"
-  open {base}/docs for the OpenAPI UI. Ctrl-C stops everything.
+       -d '{{"model": "{embedder}", "input": "Serverless inference on Lambda"}}'; echo
+  curl -s {base}/v2/models/{tabular}/infer -H "Authorization: Bearer $TOKEN" -H 'content-type: application/json' \\
+       -d '{infer}'; echo
+
+OpenAPI: {base}/docs   Metadata: curl -s {base}/v2/models/{embedder} -H "Authorization: Bearer $TOKEN"
+Ctrl-C stops everything.
 """,
         flush=True,
     )

@@ -11,12 +11,20 @@ import importlib.util
 import json
 import subprocess
 import sys
-from collections.abc import Callable, Mapping
+import uuid
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
 from typing import Any
 
+import boto3
 import pytest
+
+from onnx_lambda.apigateway_event import build_event
+from onnx_lambda.lambda_runtime import LambdaEnvironment
+from onnx_lambda.publish import PublishedModel, publish
+from tests.infra.cfn_eval import Evaluator
 
 ROOT = Path(__file__).resolve().parents[2]
 SAM_PYTHON = ROOT / ".venv-sam" / "bin" / "python"
@@ -51,7 +59,8 @@ def load_module(name: str) -> ModuleType:
 def load_script(name: str) -> ModuleType:
     path = ROOT / "scripts" / f"{name}.py"
     spec = importlib.util.spec_from_file_location(name, path)
-    assert spec is not None and spec.loader is not None
+    assert spec is not None
+    assert spec.loader is not None
     module = importlib.util.module_from_spec(spec)
     sys.modules[name] = module
     spec.loader.exec_module(module)
@@ -99,3 +108,93 @@ def sam_transform() -> Callable[[Mapping[str, Any] | None], dict[str, Any]]:
 def transformed(sam_transform: Callable[[Mapping[str, Any] | None], dict[str, Any]]) -> dict[str, Any]:
     """The CloudFormation template after the SAM transform, every optional resource on."""
     return sam_transform(ALL_ON)
+
+
+# ------------------------------------------------------------------------------------------------ a local deployment
+
+#: The model the local deployment serves: the default one, which has both golden requests.
+DEPLOYED_MODEL = "all-minilm-l6-v2"
+LOCAL_CREDENTIALS = {
+    "AWS_ACCESS_KEY_ID": "testing",
+    "AWS_SECRET_ACCESS_KEY": "testing",
+    "AWS_DEFAULT_REGION": "us-east-1",
+}
+
+
+@dataclass(frozen=True)
+class LocalDeployment:
+    """What `sam deploy` would have set up, on loopback: the bucket with a published model, and the
+    inference function (the image's CMD under the Runtime Interface Emulator) pinned to it."""
+
+    endpoint_url: str
+    bucket: str
+    model: PublishedModel
+    function: LambdaEnvironment
+    transformed: dict[str, Any]
+    manifest: dict[str, Any]
+
+    @property
+    def model_parameters(self) -> dict[str, str]:
+        return {"ModelKey": self.model.key, "ModelVersionId": self.model.version_id, "ModelSha256": self.model.sha256}
+
+    @property
+    def lambda_endpoint(self) -> str:
+        """Where the emulator serves the Lambda Invoke API (FunctionName ``function``)."""
+        return f"http://127.0.0.1:{self.function.port}"
+
+    def environment_of(self, function: str, resources: Mapping[str, str]) -> dict[str, str]:
+        """A function's environment as the template gives it, for this deployment's model."""
+        evaluator = Evaluator(self.transformed, self.model_parameters, {"ModelBucket": self.bucket, **resources})
+        variables = self.transformed["Resources"][function]["Properties"]["Environment"]["Variables"]
+        return {name: str(value) for name, value in evaluator.evaluate(variables).items()}
+
+    def put_manifest_beside(self, prefix: str, manifest: Mapping[str, Any]) -> str:
+        """Upload a manifest under another prefix; return the model URI it sits beside."""
+        s3 = boto3.client("s3", endpoint_url=self.endpoint_url, region_name="us-east-1",
+                          aws_access_key_id="testing", aws_secret_access_key="testing")  # fmt: skip
+        s3.put_object(Bucket=self.bucket, Key=f"{prefix}/manifest.json", Body=json.dumps(manifest).encode())
+        return f"s3://{self.bucket}/{prefix}/model.onnx?versionId={self.model.version_id}"
+
+
+@pytest.fixture(scope="session")
+def local_deployment(
+    moto_server: str,
+    models_dir: Path,
+    transformed: dict[str, Any],
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[LocalDeployment]:
+    s3 = boto3.client("s3", endpoint_url=moto_server, region_name="us-east-1",
+                      aws_access_key_id="testing", aws_secret_access_key="testing")  # fmt: skip
+    bucket = f"infra-models-{uuid.uuid4().hex[:8]}"
+    s3.create_bucket(Bucket=bucket)
+    s3.put_bucket_versioning(Bucket=bucket, VersioningConfiguration={"Status": "Enabled"})
+    model = publish(models_dir / DEPLOYED_MODEL, bucket, s3)
+    home = tmp_path_factory.mktemp("function")
+    evaluator = Evaluator(
+        transformed,
+        {"ModelKey": model.key, "ModelVersionId": model.version_id, "ModelSha256": model.sha256},
+        {"ModelBucket": bucket},
+    )
+    variables = transformed["Resources"]["InferenceFunction"]["Properties"]["Environment"]["Variables"]
+    environment = {name: str(value) for name, value in evaluator.evaluate(variables).items()}
+    # Local-only additions: where S3 is, credentials moto accepts, and a fresh /tmp cache.
+    environment |= {
+        **LOCAL_CREDENTIALS,
+        "AWS_REGION": "us-east-1",
+        "ONNX_LAMBDA_S3_ENDPOINT_URL": moto_server,
+        "ONNX_LAMBDA_CACHE_DIR": str(home / "cache"),
+    }
+    with LambdaEnvironment(environment, log_path=home / "function.log") as function:
+        ready = function.invoke(
+            build_event(method="GET", path="/v2/health/ready", route_key="GET /v2/health/ready"), timeout=120
+        )
+        if ready.function_error or not isinstance(ready.payload, dict) or ready.payload.get("statusCode") != 200:
+            pytest.fail(f"the function did not become ready: {ready.payload}\n{(home / 'function.log').read_text()}")
+        yield LocalDeployment(
+            endpoint_url=moto_server,
+            bucket=bucket,
+            model=model,
+            function=function,
+            transformed=transformed,
+            manifest=json.loads((models_dir / DEPLOYED_MODEL / "manifest.json").read_text()),
+        )

@@ -35,9 +35,12 @@ def as_packaged(template: dict[str, Any]) -> dict[str, Any]:
                 properties.setdefault("ImageUri", PACKAGED_IMAGE)
             elif isinstance(properties.get("CodeUri"), str) and not properties["CodeUri"].startswith("s3://"):
                 properties["CodeUri"] = PACKAGED_CODE
-        elif resource.get("Type") == "AWS::Serverless::LayerVersion":
-            if isinstance(properties.get("ContentUri"), str) and not properties["ContentUri"].startswith("s3://"):
-                properties["ContentUri"] = PACKAGED_CODE
+        elif (
+            resource.get("Type") == "AWS::Serverless::LayerVersion"
+            and isinstance(properties.get("ContentUri"), str)
+            and not properties["ContentUri"].startswith("s3://")
+        ):
+            properties["ContentUri"] = PACKAGED_CODE
     return template
 
 

@@ -63,7 +63,7 @@ def test_every_kind_of_mismatch_is_named(manifest_golden: dict[str, Any], change
     actual = copy.deepcopy(expected)
     change(actual)
     problems = golden.infer_mismatches(expected, actual, manifest_golden["atol"])
-    assert problems and any(named in problem for problem in problems), problems
+    assert any(named in problem for problem in problems), problems
 
 
 def test_nested_data_compares_as_row_major(manifest_golden: dict[str, Any]) -> None:
@@ -105,7 +105,8 @@ def test_the_hooks_event_is_one_the_service_trusts() -> None:
     assert principal.scopes == frozenset({"inference/invoke"})
     assert all(isinstance(value, str) for value in event["requestContext"]["authorizer"]["jwt"]["claims"].values())
     assert json.loads(event["body"]) == {"inputs": []}
-    assert event["version"] == "2.0" and event["isBase64Encoded"] is False
+    assert event["version"] == "2.0"
+    assert event["isBase64Encoded"] is False
 
 
 def test_model_uri_and_manifest_key() -> None:
@@ -119,10 +120,14 @@ def test_model_uri_and_manifest_key() -> None:
 
 
 def test_emf_line_is_an_embedded_metric_record() -> None:
-    record = json.loads(emf.emf_line("NS", {"Stack": "s"}, {"Availability": (1.0, "Count"), "Latency": (12.5, "Milliseconds")}))
+    record = json.loads(
+        emf.emf_line("NS", {"Stack": "s"}, {"Availability": (1.0, "Count"), "Latency": (12.5, "Milliseconds")})
+    )
     directive = record["_aws"]["CloudWatchMetrics"][0]
     assert directive["Namespace"] == "NS"
     assert directive["Dimensions"] == [["Stack"]]
     assert {m["Name"]: m["Unit"] for m in directive["Metrics"]} == {"Availability": "Count", "Latency": "Milliseconds"}
-    assert record["Stack"] == "s" and record["Availability"] == 1.0 and record["Latency"] == 12.5
+    assert record["Stack"] == "s"
+    assert record["Availability"] == 1.0
+    assert record["Latency"] == 12.5
     assert isinstance(record["_aws"]["Timestamp"], int)

@@ -37,7 +37,8 @@ def test_dependencies_install_in_their_own_layer_before_the_code() -> None:
     assert copies_before == ["COPY pyproject.toml /tmp/build/pyproject.toml"]
     # The runtime dependencies only: [project].dependencies, never an extra (torch is export-time).
     assert "['project']['dependencies']" in steps[install]
-    assert "--only-binary=:all:" in steps[install] and "--no-cache-dir" in steps[install]
+    assert "--only-binary=:all:" in steps[install]
+    assert "--no-cache-dir" in steps[install]
     assert not re.search(r"\.\[|optional-dependencies", steps[install])
 
 
@@ -64,7 +65,7 @@ def _valid(definition: dict[str, Any], value: str) -> bool:
         return False
     if definition.get("Type") == "Number":
         number = float(value)
-        return definition.get("MinValue", number) <= number <= definition.get("MaxValue", number)
+        return bool(definition.get("MinValue", number) <= number <= definition.get("MaxValue", number))
     return True
 
 
@@ -76,11 +77,15 @@ def samconfig() -> dict[str, Any]:
 
 def test_samconfig_environments(samconfig: dict[str, Any], template: dict[str, Any]) -> None:
     dev, prod, secondary = (_overrides(samconfig, env) for env in ("dev", "prod", "prod-secondary"))
-    assert dev["DeploymentType"] == "AllAtOnce" and dev["ProvisionedConcurrency"] == "0"
+    assert dev["DeploymentType"] == "AllAtOnce"
+    assert dev["ProvisionedConcurrency"] == "0"
     assert prod["DeploymentType"].startswith("Canary")
     assert 0 < int(prod["ProvisionedConcurrency"]) < int(prod["ProvisionedConcurrencyMax"])
     assert secondary["DeploymentType"].startswith("Canary")
-    assert samconfig["prod-secondary"]["global"]["parameters"]["region"] != samconfig["prod"]["global"]["parameters"]["region"]
+    assert (
+        samconfig["prod-secondary"]["global"]["parameters"]["region"]
+        != samconfig["prod"]["global"]["parameters"]["region"]
+    )
     # The second region trusts the primary's pool: it names it, and the primary region as the issuer's.
     assert secondary["IssuerRegion"] == samconfig["prod"]["global"]["parameters"]["region"]
     for name in ("IssuerUserPoolId", "IssuerUserClientId", "IssuerMachineClientId", "IssuerDomainPrefix"):
@@ -111,7 +116,9 @@ def test_the_architecture_diagram_is_current(diagram_script: ModuleType) -> None
     assert diagram_script.main(["--check"]) == 0, "docs/architecture.md is stale: run `make diagram`"
 
 
-def test_the_diagram_check_fails_when_the_template_changes(diagram_script: ModuleType, template: dict[str, Any]) -> None:
+def test_the_diagram_check_fails_when_the_template_changes(
+    diagram_script: ModuleType, template: dict[str, Any]
+) -> None:
     document = (ROOT / "docs" / "architecture.md").read_text()
     current = diagram_script.render_block(template)
     assert diagram_script.replace_block(document, current) == document

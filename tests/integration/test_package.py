@@ -1,0 +1,97 @@
+"""`onnx-lambda package`: a user's own ONNX file becomes a model directory the service serves."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import onnxruntime.datasets
+import pytest
+from mangum import Mangum
+
+from onnx_lambda.apigateway_event import build_event
+from onnx_lambda.app import create_app
+from onnx_lambda.cli import main
+from onnx_lambda.config import ModelSource, Settings
+from onnx_lambda.invoke import LambdaContext
+from onnx_lambda.manifest import verify_model_dir
+from onnx_lambda.registry import load_registry
+
+
+def serve_directories(*directories: Path) -> Mangum:
+    settings = Settings(
+        models=[
+            ModelSource(uri=(d / "model.onnx").as_uri(), sha256=verify_model_dir(d).model_sha256) for d in directories
+        ]
+    )
+    return Mangum(create_app(load_registry(settings), settings), lifespan="off")
+
+
+def call(handler: Mangum, path: str, body: dict[str, object]) -> dict[str, object]:
+    event = build_event(
+        method="POST",
+        path=path,
+        route_key=f"POST {path}",
+        headers=[("content-type", "application/json")],
+        body=json.dumps(body).encode(),
+        claims={"sub": "u", "client_id": "c", "token_use": "access", "scope": "inference/invoke"},
+        scopes=["inference/invoke"],
+    )
+    response = handler(event, LambdaContext())  # type: ignore[arg-type]
+    assert response["statusCode"] == 200, response
+    return dict(json.loads(response["body"]))
+
+
+def test_package_a_tabular_model_and_an_embedder(models_dir: Path, tmp_path: Path) -> None:
+    tabular, embedder = tmp_path / "my-classifier", tmp_path / "my-embedder"
+    source = models_dir / "all-minilm-l6-v2"
+    assert (
+        main(
+            [
+                "package",
+                str(models_dir / "breast-cancer-classifier" / "model.onnx"),
+                "--name",
+                "my-classifier",
+                "--out",
+                str(tabular),
+            ]
+        )
+        == 0
+    )
+    assert (
+        main(
+            [
+                "package",
+                str(source / "model.onnx"),
+                "--tokenizer",
+                str(source / "tokenizer.json"),
+                "--name",
+                "my-embedder",
+                "--out",
+                str(embedder),
+            ]
+        )
+        == 0
+    )
+    handler = serve_directories(tabular, embedder)
+    for directory in (tabular, embedder):
+        manifest = verify_model_dir(directory)
+        answer = call(handler, f"/v2/models/{manifest.name}/infer", manifest.golden.infer_request)
+        for want, got in zip(manifest.golden.infer_response["outputs"], answer["outputs"], strict=True):  # type: ignore[call-overload]
+            assert want["name"] == got["name"]
+            assert np.allclose(want["data"], got["data"], atol=manifest.golden.atol)
+    manifest = verify_model_dir(embedder)
+    assert manifest.golden.embeddings_request is not None
+    assert manifest.golden.embeddings_response is not None
+    answer = call(handler, "/v1/embeddings", manifest.golden.embeddings_request)
+    assert answer["usage"] == manifest.golden.embeddings_response["usage"]
+
+
+def test_a_model_with_zipmap_outputs_is_refused_with_the_fix(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    iris = onnxruntime.datasets.get_example("logreg_iris.onnx")
+    assert main(["package", iris, "--name", "iris", "--out", str(tmp_path / "iris")]) == 2
+    assert "zipmap=False" in capsys.readouterr().err
+    assert not (tmp_path / "iris").exists()
