@@ -17,7 +17,7 @@ help:  ## list the targets
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
-	$(BIN)/pip install -q -e '.[local,export,dev]'
+	$(BIN)/pip install -q -e '.[local,export,dev,load,cost]'
 	touch $@
 
 # aws-sam-cli pins boto3 and click, so it lives in its own virtualenv. It also ships the Runtime
@@ -47,7 +47,7 @@ lint: $(BIN)/.installed  ## ruff lint + format check
 typecheck: $(BIN)/.installed  ## mypy
 	$(BIN)/mypy
 
-test: $(BIN)/.installed $(SAM_VENV)/.installed $(MODELS)/.built lint typecheck  ## everything CI runs
+test: $(BIN)/.installed $(SAM_VENV)/.installed $(MODELS)/.built lint typecheck check-infra  ## everything CI runs
 	$(BIN)/pytest
 
 # ---------------------------------------------------------------------------------------------------------
@@ -94,5 +94,21 @@ check-infra: $(BIN)/.installed infra-tools  ## sam validate --lint, cfn-lint, ch
 diagram: $(BIN)/.installed  ## regenerate the Mermaid diagram in docs/architecture.md from template.yaml
 	$(BIN)/python scripts/architecture_diagram.py --write
 
+# ---------------------------------------------------------------------------------------------------------
+# Load tests and the cost model (issue 6): `make load LOAD_USERS=32 LOAD_TIME=5m`, `make cost`.
+LOAD_USERS ?= 16
+LOAD_SPAWN_RATE ?= 16
+LOAD_TIME ?= 60s
+LOAD_PROFILE ?= local
+
+.PHONY: load cost
+
+load: $(BIN)/.installed $(MODELS)/.built  ## locust vs the local stack (LOAD_USERS, LOAD_TIME), reports in load_tests/reports/, SLO check
+	$(BIN)/python load_tests/run_local.py --users $(LOAD_USERS) --spawn-rate $(LOAD_SPAWN_RATE) \
+		--run-time $(LOAD_TIME) --profile $(LOAD_PROFILE)
+
+cost: $(BIN)/.installed  ## regenerate docs/cost.md and docs/cost.png from the price file and the latest bench
+	$(BIN)/onnx-lambda cost --write-docs docs
+
 clean:  ## remove virtualenvs and built models
-	rm -rf $(VENV) $(SAM_VENV) $(MODELS)
+	rm -rf $(VENV) $(SAM_VENV) $(CHECKOV_VENV) $(MODELS) build

@@ -65,6 +65,19 @@ class ErrorBody(BaseModel):
     error: str
 
 
+class OpenAIErrorDetail(BaseModel):
+    message: str
+    type: str
+    param: str | None = None
+    code: str | None = None
+
+
+class OpenAIErrorBody(BaseModel):
+    """The error object OpenAI's clients parse: the ``/v1/`` routes answer with it."""
+
+    error: OpenAIErrorDetail
+
+
 class TensorMetadata(BaseModel):
     name: str
     datatype: str
@@ -174,6 +187,12 @@ _ERRORS: dict[int | str, dict[str, Any]] = {
         (503, "Models not loaded"),
     )
 }
+#: The same statuses in OpenAI's error shape, for the ``/v1/`` routes.
+_OPENAI_ERRORS: dict[int | str, dict[str, Any]] = {
+    status: {**response, "model": OpenAIErrorBody} for status, response in _ERRORS.items()
+}
+#: Models nested in request bodies: FastAPI puts only response models in components, so these go in by hand.
+_REQUEST_SCHEMAS: dict[str, Any] = {}
 
 
 def _tensor_metadata(specs: tuple[TensorSpec, ...]) -> list[dict[str, Any]]:
@@ -181,7 +200,9 @@ def _tensor_metadata(specs: tuple[TensorSpec, ...]) -> list[dict[str, Any]]:
 
 
 def _request_body_schema(model: type[BaseModel], *, binary: bool = False) -> dict[str, Any]:
-    content: dict[str, Any] = {JSON: {"schema": model.model_json_schema(ref_template="#/components/schemas/{model}")}}
+    schema = model.model_json_schema(ref_template="#/components/schemas/{model}")
+    _REQUEST_SCHEMAS.update(schema.pop("$defs", {}))
+    content: dict[str, Any] = {JSON: {"schema": schema}}
     if binary:
         content["application/octet-stream"] = {
             "schema": {"type": "string", "format": "binary"},
@@ -404,6 +425,8 @@ def create_app(registry: ModelRegistry, settings: Settings) -> FastAPI:
         model = served.model
         feeds = {tensor.name: tensor.array for tensor in decoded.inputs}
         model.validate(feeds, settings.max_batch_size)
+        if served.embedder is not None:
+            served.embedder.check_token_inputs(feeds)
         requested = [o.name for o in decoded.outputs] if decoded.outputs else None
         started = time.perf_counter()
         with tracer.provider.in_subsegment("## inference"):
@@ -448,6 +471,7 @@ def create_app(registry: ModelRegistry, settings: Settings) -> FastAPI:
         tags=["embeddings"],
         summary="Create embeddings",
         response_model=EmbeddingsResponse,
+        responses=_OPENAI_ERRORS,
         openapi_extra=_request_body_schema(EmbeddingsRequest),
     )
     async def embeddings(request: Request) -> Response:
@@ -499,7 +523,9 @@ def create_app(registry: ModelRegistry, settings: Settings) -> FastAPI:
             }
         )
 
-    @protected.get("/v1/models", tags=["embeddings"], summary="List models", response_model=ModelList)
+    @protected.get(
+        "/v1/models", tags=["embeddings"], summary="List models", response_model=ModelList, responses=_OPENAI_ERRORS
+    )
     async def list_models() -> Response:
         return JSONResponse(
             {
@@ -514,6 +540,16 @@ def create_app(registry: ModelRegistry, settings: Settings) -> FastAPI:
     app.include_router(health)
     app.include_router(protected)
     app.add_middleware(ErrorBoundary)
+    generate_openapi = app.openapi
+
+    def openapi_with_request_schemas() -> dict[str, Any]:
+        document = generate_openapi()
+        schemas = document.setdefault("components", {}).setdefault("schemas", {})
+        for name, schema in _REQUEST_SCHEMAS.items():
+            schemas.setdefault(name, schema)
+        return document
+
+    app.openapi = openapi_with_request_schemas  # type: ignore[method-assign]
     return app
 
 

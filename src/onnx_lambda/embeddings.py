@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -33,6 +33,7 @@ class Embedder:
         tokenizer.enable_truncation(max_length=settings.max_length)
         tokenizer.enable_padding()
         self._tokenizer = tokenizer
+        self._max_length = settings.max_length
         self.model = model
         names = {spec.name for spec in model.signature.inputs}
         unknown = names.difference(_TOKEN_INPUTS)
@@ -56,6 +57,27 @@ class Embedder:
         if self._wants_type_ids:
             feeds["token_type_ids"] = np.array([e.type_ids for e in encodings], dtype=np.int64)
         return feeds
+
+    def check_token_inputs(self, feeds: Mapping[str, np.ndarray]) -> None:
+        """Token tensors sent to ``infer`` directly must be what the tokenizer could produce.
+
+        onnxruntime fails on an id past the vocabulary or a sequence it has no positions for, and that
+        failure would be a 500 for what is bad input.
+        """
+        ids = feeds.get("input_ids")
+        if ids is None or ids.ndim != 2:
+            return
+        if not 1 <= ids.shape[1] <= self._max_length:
+            raise BadRequest(
+                f"input 'input_ids' has {ids.shape[1]} tokens per row; model {self.model.name!r} takes "
+                f"1 to {self._max_length} (its tokenizer's max_length)"
+            )
+        vocabulary = self._tokenizer.get_vocab_size()
+        if ids.size and (int(ids.min()) < 0 or int(ids.max()) >= vocabulary):
+            raise BadRequest(
+                f"input 'input_ids' holds token ids outside 0..{vocabulary - 1}, the vocabulary of "
+                f"model {self.model.name!r}"
+            )
 
     def embed(self, texts: Sequence[str]) -> Embeddings:
         if not texts:

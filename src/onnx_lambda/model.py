@@ -12,8 +12,9 @@ from typing import Any, Literal
 
 import numpy as np
 import onnxruntime as ort
+from onnxruntime.capi.onnxruntime_pybind11_state import InvalidArgument
 
-from onnx_lambda.errors import BadRequest, ModelLoadError, PayloadTooLarge
+from onnx_lambda.errors import BadRequest, ModelLoadError, PayloadTooLarge, Unprocessable
 from onnx_lambda.manifest import Datatype, Manifest, TensorSpec
 
 GraphOptimization = Literal["disable", "basic", "extended", "all"]
@@ -174,5 +175,19 @@ class OnnxModel:
             if unknown:
                 raise BadRequest(f"unknown output(s) {unknown}; model {self.name!r} produces {self._output_names}")
             names = list(outputs)
-        results = self._session.run(names, dict(inputs))
+        try:
+            results = self._session.run(names, dict(inputs))
+        except InvalidArgument as exc:
+            # onnxruntime's verdict on the values (an index out of range, ...): the caller's to fix, not a 500.
+            message = _status_message(exc)
+            raise Unprocessable(f"model {self.name!r} cannot run on these input values: {message}") from None
         return dict(zip(names, results, strict=True))
+
+
+def _status_message(error: Exception) -> str:
+    """The part of an onnxruntime error meant for people, without node names or source paths."""
+    _, found, message = str(error).partition("Status Message: ")
+    first_line = message.strip().splitlines()[0] if found and message.strip() else ""
+    if not first_line or "/" in first_line.split(" ", 1)[0]:
+        return "onnxruntime refused them"
+    return first_line[:300]

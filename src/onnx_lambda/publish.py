@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from onnx_lambda.manifest import MANIFEST_FILE, MODEL_FILE, Manifest, verify_model_dir
+from onnx_lambda.manifest import MANIFEST_FILE, MODEL_FILE, Manifest, sha256_hex, verify_model_dir
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
@@ -45,16 +45,17 @@ class PublishedModel:
         )
 
 
-def model_prefix(manifest: Manifest, root: str = "models") -> str:
-    # The sha in the prefix makes it immutable: a new model never overwrites the files an older
-    # Lambda version reads beside its pinned model.onnx.
-    return f"{root.strip('/')}/{manifest.name}/{manifest.version}-{manifest.model_sha256[:16]}"
+def model_prefix(model_dir: Path, manifest: Manifest, root: str = "models") -> str:
+    # The manifest's hash covers every file's sha256, so the prefix is immutable: a new model, tokenizer or
+    # golden never overwrites the files an older Lambda version reads beside its pinned model.onnx.
+    digest = sha256_hex((model_dir / MANIFEST_FILE).read_bytes())
+    return f"{root.strip('/')}/{manifest.name}/{manifest.version}-{digest[:16]}"
 
 
 def publish(model_dir: Path, bucket: str, s3: S3Client, root: str = "models") -> PublishedModel:
     """Upload model, tokenizer and manifest; refuse a directory whose files disagree with its manifest."""
     manifest = verify_model_dir(model_dir)
-    prefix = model_prefix(manifest, root)
+    prefix = model_prefix(model_dir, manifest, root)
     # The model goes last, so the sidecar files it is verified against are in place before it can be pinned.
     names = sorted(manifest.files, key=lambda name: name == MODEL_FILE)
     version_ids: dict[str, str] = {}

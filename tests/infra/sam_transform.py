@@ -9,6 +9,7 @@ table lacks, so it is a stub and never calls IAM.
 from __future__ import annotations
 
 import json
+import logging
 import os
 import sys
 from pathlib import Path
@@ -52,6 +53,8 @@ class StubManagedPolicyLoader:
 def main(argv: list[str]) -> int:
     # The translator asks a boto3 session for the region; answer it without any AWS configuration.
     os.environ["AWS_DEFAULT_REGION"] = PSEUDO_PARAMETERS["AWS::Region"]
+    # samtranslator logs a warning for each feature toggle it has no config for; nothing to act on here.
+    logging.getLogger("samtranslator").setLevel(logging.ERROR)
     template = as_packaged(yaml_parse(Path(argv[1]).read_text()))
     parameters: dict[str, Any] = {**PSEUDO_PARAMETERS, **(json.loads(argv[2]) if len(argv) > 2 else {})}
     print(json.dumps(transform(template, parameters, StubManagedPolicyLoader()), indent=1, sort_keys=True))

@@ -41,7 +41,10 @@ def machine_client(moto_server: str) -> MachineClient:
                            aws_access_key_id="testing", aws_secret_access_key="testing")  # fmt: skip
     pool = cognito.create_user_pool(PoolName=f"canary-{uuid.uuid4().hex[:8]}")["UserPool"]["Id"]
     cognito.create_resource_server(
-        UserPoolId=pool, Identifier="inference", Name="inference", Scopes=[{"ScopeName": "invoke", "ScopeDescription": "x"}]
+        UserPoolId=pool,
+        Identifier="inference",
+        Name="inference",
+        Scopes=[{"ScopeName": "invoke", "ScopeDescription": "call the inference routes"}],
     )
     client = cognito.create_user_pool_client(
         UserPoolId=pool,
@@ -151,9 +154,7 @@ def test_a_wrong_answer_makes_the_api_unavailable(
     assert "Latency" in metric, "the API answered: its latency still counts"
 
 
-def test_a_revoked_token_is_replaced_once(
-    canary_environment: dict[str, str], token_endpoint: TokenEndpoint
-) -> None:
+def test_a_revoked_token_is_replaced_once(canary_environment: dict[str, str], token_endpoint: TokenEndpoint) -> None:
     assert canary.handler({}, None)["available"] is True
     token_endpoint.revoke_all()
     result = canary.handler({}, None)

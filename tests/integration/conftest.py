@@ -15,21 +15,8 @@ import httpx
 import pytest
 
 from onnx_lambda.local_cloud import free_port
-from tests.integration.moto import start_moto_server
 
 ROOT = Path(__file__).resolve().parents[2]
-
-
-@pytest.fixture(scope="session")
-def moto_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """The endpoint URL of one moto server (S3, Cognito, ...) on loopback, shared by the whole session.
-
-    Tests share its state, so each creates its own buckets and pools under unique names. A test that
-    needs to stop or break a server starts its own with ``start_moto_server``.
-    """
-    log_path = tmp_path_factory.mktemp("moto") / "moto.log"
-    with start_moto_server(log_path) as server:
-        yield server.endpoint_url
 
 
 @dataclass(frozen=True)

@@ -36,13 +36,20 @@ _DATATYPE_NUMPY: dict[Datatype, np.dtype[Any]] = {datatype: dtype for dtype, dat
 
 #: onnxruntime's type strings for the same datatypes.
 _ORT_DATATYPES: dict[str, Datatype] = {
-    f"tensor({name})": datatype
-    for name, datatype in {
-        "bool": "BOOL", "uint8": "UINT8", "uint16": "UINT16", "uint32": "UINT32", "uint64": "UINT64",
-        "int8": "INT8", "int16": "INT16", "int32": "INT32", "int64": "INT64",
-        "float16": "FP16", "float": "FP32", "double": "FP64", "string": "BYTES",
-    }.items()
-}  # fmt: skip
+    "tensor(bool)": "BOOL",
+    "tensor(uint8)": "UINT8",
+    "tensor(uint16)": "UINT16",
+    "tensor(uint32)": "UINT32",
+    "tensor(uint64)": "UINT64",
+    "tensor(int8)": "INT8",
+    "tensor(int16)": "INT16",
+    "tensor(int32)": "INT32",
+    "tensor(int64)": "INT64",
+    "tensor(float16)": "FP16",
+    "tensor(float)": "FP32",
+    "tensor(double)": "FP64",
+    "tensor(string)": "BYTES",
+}
 
 
 def tensor_specs(session: ort.InferenceSession) -> tuple[list[TensorSpec], list[TensorSpec]]:

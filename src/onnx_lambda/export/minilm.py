@@ -20,8 +20,9 @@ import onnxruntime as ort
 from tokenizers import Tokenizer
 
 from onnx_lambda.config import available_cpus
-from onnx_lambda.export import MINILM_FP32, MINILM_INT8, MODEL_VERSION, golden
+from onnx_lambda.export import MINILM_FP32, MINILM_INT8, MODEL_VERSION, golden, smoothing
 from onnx_lambda.export.bundle import staged_model_dir, write_manifest
+from onnx_lambda.export.calibration import CALIBRATION_TEXTS
 from onnx_lambda.manifest import MODEL_FILE, TOKENIZER_FILE, Golden, Manifest, TokenizerSettings
 from onnx_lambda.model import session_options
 
@@ -32,11 +33,12 @@ EMBEDDING_DIM = 384
 INPUT_NAMES = ("input_ids", "attention_mask", "token_type_ids")
 OUTPUT_NAME = "sentence_embedding"
 GOLDEN_TEXTS = ("a short sentence", "another")
-#: A replay of the golden request on the same model must agree this closely. Measured on the int8 model,
-#: onnxruntime's graph optimization levels and thread counts move outputs by a few 1e-7 (fp32) and up to a
-#: few 1e-6 (int8, where rounding an activation to the other side of a quantization step can flip one bucket);
-#: 1e-4 leaves ample room for other CPUs' kernels and still catches a wrong model, tokenizer or pooling by
-#: orders of magnitude.
+#: Calibration runs in batches padded to their longest item, like serving, since padding is quantized too.
+CALIBRATION_BATCH = 8
+#: A replay of the golden request on the same model must agree this closely. Measured: replays under every
+#: graph optimization level (disable/basic/extended/all) and 1 or 2 threads differ by at most 1.1e-7, fp32 and
+#: int8 alike. 1e-4 leaves room for other CPUs' kernels and still catches a wrong model, tokenizer or pooling,
+#: which move values by 1e-2 and more.
 GOLDEN_ATOL = 1e-4
 
 Int64Array = npt.NDArray[np.int64]
@@ -67,11 +69,35 @@ def tokenize(tokenizer: Tokenizer, texts: Sequence[str]) -> dict[str, Int64Array
     }
 
 
-def quantize_int8(fp32_model: Path, int8_model: Path) -> None:
-    """Dynamic int8 with per-channel weight scales: a quarter of the size, ~3x the speed on CPU."""
+def quantize_int8(fp32_model: Path, int8_model: Path, tokenizer: Tokenizer) -> dict[str, Any]:
+    """Smooth, then dynamic int8 with per-channel weights: a quarter of the size, ~3x the speed on CPU.
+
+    Returns what to record in the manifest about how it was made.
+    """
+    import onnx
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
-    quantize_dynamic(fp32_model, int8_model, per_channel=True, weight_type=QuantType.QInt8)
+    model = onnx.load(str(fp32_model))
+    groups = smoothing.layernorm_matmul_groups(model)
+    batches = [
+        tokenize(tokenizer, CALIBRATION_TEXTS[start : start + CALIBRATION_BATCH])
+        for start in range(0, len(CALIBRATION_TEXTS), CALIBRATION_BATCH)
+    ]
+    smoothed = smoothing.smooth(model, smoothing.activation_absmax(model, groups, batches))
+    quantize_dynamic(smoothed, int8_model, per_channel=True, weight_type=QuantType.QInt8)
+    return {
+        "method": "onnxruntime.quantization.quantize_dynamic",
+        "per_channel": True,
+        "weight_type": "QInt8",
+        "activations": "QUInt8, dynamic, per tensor",
+        "smoothing": {
+            "method": "SmoothQuant on LayerNormalization outputs that feed MatMul, power-of-two scales",
+            "alpha": smoothing.ALPHA,
+            "activations_smoothed": len(groups),
+            "calibration_texts": len(CALIBRATION_TEXTS),
+        },
+        "onnxruntime": ort.__version__,
+    }
 
 
 def _sha256_file(path: Path) -> str:
@@ -157,7 +183,7 @@ def build(out: Path) -> list[Manifest]:
         )
 
     with staged_model_dir(out / MINILM_INT8) as int8_dir:
-        quantize_int8(out / MINILM_FP32 / MODEL_FILE, int8_dir / MODEL_FILE)
+        quantization = quantize_int8(out / MINILM_FP32 / MODEL_FILE, int8_dir / MODEL_FILE, tokenizer)
         int8 = _seal(
             int8_dir,
             MINILM_INT8,
@@ -166,14 +192,7 @@ def build(out: Path) -> list[Manifest]:
             {
                 **provenance,
                 "precision": "int8",
-                "quantization": {
-                    "method": "onnxruntime.quantization.quantize_dynamic",
-                    "per_channel": True,
-                    "weight_type": "QInt8",
-                    "activations": "QUInt8, dynamic per-tensor",
-                    "from": {"name": MINILM_FP32, "sha256": fp32.model_sha256},
-                    "onnxruntime": ort.__version__,
-                },
+                "quantization": {**quantization, "from": {"name": MINILM_FP32, "sha256": fp32.model_sha256}},
             },
         )
     return [fp32, int8]

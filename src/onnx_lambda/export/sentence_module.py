@@ -70,7 +70,9 @@ def export_onnx(module: SentenceEmbedding, example: Mapping[str, npt.NDArray[np.
         # Known and harmless for this model; anything else still shows.
         warnings.filterwarnings("ignore", message=re.escape("You are using the legacy TorchScript-based ONNX"))
         # transformers' mask helper tests whether the mask is shorter than the keys: never, for an encoder.
-        warnings.filterwarnings("ignore", category=torch.jit.TracerWarning, module=r"transformers\.masking_utils")
+        warnings.filterwarnings(
+            "ignore", message="Converting a tensor to a Python boolean", module=r"transformers\.masking_utils"
+        )
         # The indices of that helper come from Range, so they are never negative.
         warnings.filterwarnings("ignore", message=r"Exporting aten::index operator of advanced indexing")
         torch.onnx.export(
