@@ -41,8 +41,8 @@ serve: $(BIN)/.installed $(MODELS)/.built  ## start local S3 + Cognito, publish 
 	$(BIN)/onnx-lambda serve --port $(PORT)
 
 lint: $(BIN)/.installed  ## ruff lint + format check
-	$(BIN)/ruff check src tests
-	$(BIN)/ruff format --check src tests
+	$(BIN)/ruff check src tests scripts load_tests
+	$(BIN)/ruff format --check src tests scripts load_tests
 
 typecheck: $(BIN)/.installed  ## mypy
 	$(BIN)/mypy

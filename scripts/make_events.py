@@ -102,7 +102,7 @@ def events() -> list[tuple[str, dict[str, Any]]]:
             "GET",
             "/v2/models/{model_name}",
             f"/v2/models/{emb_name}",
-            params={"model_name": emb_name},
+            params=emb_params,
         ),
         event(
             "model-version-metadata",
@@ -178,9 +178,7 @@ def events() -> list[tuple[str, dict[str, Any]]]:
             "bad-wrong-datatype", "POST", infer_route, tab_infer, body=json.dumps(wrong_dtype).encode(), params=params
         ),
         event("bad-shape", "POST", infer_route, tab_infer, body=dumps(bad_shape), params=params),
-        event(
-            "bad-unknown-input", "POST", infer_route, tab_infer, body=dumps(unknown_input), params=params
-        ),
+        event("bad-unknown-input", "POST", infer_route, tab_infer, body=dumps(unknown_input), params=params),
         event(
             "bad-unknown-model",
             "POST",
@@ -190,9 +188,7 @@ def events() -> list[tuple[str, dict[str, Any]]]:
             params={"model_name": "no-such-model"},
         ),
         event("bad-empty-input", "POST", embed, embed, body=embeddings_body(input=[])),
-        event(
-            "bad-embeddings-model", "POST", embed, embed, body=dumps({"model": tab_name, "input": "x"})
-        ),
+        event("bad-embeddings-model", "POST", embed, embed, body=dumps({"model": tab_name, "input": "x"})),
         event("bad-no-claims", "POST", embed, embed, body=embeddings_body(input="no authorizer"), claims=None),
         event(
             "bad-no-scope",

@@ -35,11 +35,13 @@ def direct_embeddings(models_dir: Path, texts: list[str]) -> np.ndarray:
         "attention_mask": np.array([e.attention_mask for e in encodings], dtype=np.int64),
         "token_type_ids": np.array([e.type_ids for e in encodings], dtype=np.int64),
     }
-    return np.asarray(session.run(["sentence_embedding"], feeds)[0])
+    vectors: np.ndarray = np.asarray(session.run(["sentence_embedding"], feeds)[0])
+    return vectors
 
 
 def cosine(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    return np.sum(a * b, axis=1) / (np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1))
+    similarity: np.ndarray = np.sum(a * b, axis=1) / (np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1))
+    return similarity
 
 
 @pytest.fixture
