@@ -13,7 +13,7 @@ import time
 import uuid
 from collections.abc import Callable, Mapping
 from importlib.metadata import version as package_version
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
 import orjson
@@ -21,7 +21,7 @@ from fastapi import APIRouter, Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import Response
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
-from pydantic import BaseModel, Field, ValidationError
+from pydantic import ValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -29,13 +29,27 @@ from onnx_lambda import protocol
 from onnx_lambda.auth import JwtVerifier, Principal, bearer_token, principal_from_event, require_any_scope
 from onnx_lambda.config import Settings
 from onnx_lambda.errors import BadRequest, PayloadTooLarge, ServiceError, UnsupportedMediaType
-from onnx_lambda.manifest import TensorSpec
 from onnx_lambda.observability import BATCH_SIZE, INFERENCE_TIME, TOKENS, logger, metrics, tracer
 from onnx_lambda.registry import ModelRegistry, ServedModel
+from onnx_lambda.schemas import (
+    ERROR_RESPONSES,
+    JSON,
+    OPENAI_ERROR_RESPONSES,
+    REQUEST_SCHEMAS,
+    EmbeddingsRequest,
+    EmbeddingsResponse,
+    InferRequestBody,
+    InferResponseBody,
+    ModelList,
+    ModelMetadata,
+    ReadyResponse,
+    ServerMetadata,
+    request_body_schema,
+    tensor_metadata,
+)
 
 SERVER_NAME = "onnx-lambda"
 BINARY_HEADER = "inference-header-content-length"
-JSON = "application/json"
 
 
 class JSONResponse(Response):
@@ -56,160 +70,6 @@ def error_response(status: int, message: str, headers: Mapping[str, str] | None 
     else:
         body = protocol.error_body(message)
     return Response(body, status_code=status, media_type=JSON, headers=headers)
-
-
-# --- OpenAPI documentation models ------------------------------------------------------------------
-
-
-class ErrorBody(BaseModel):
-    error: str
-
-
-class OpenAIErrorDetail(BaseModel):
-    message: str
-    type: str
-    param: str | None = None
-    code: str | None = None
-
-
-class OpenAIErrorBody(BaseModel):
-    """The error object OpenAI's clients parse: the ``/v1/`` routes answer with it."""
-
-    error: OpenAIErrorDetail
-
-
-class TensorMetadata(BaseModel):
-    name: str
-    datatype: str
-    shape: list[int]
-
-
-class ModelMetadata(BaseModel):
-    name: str
-    versions: list[str]
-    platform: str
-    inputs: list[TensorMetadata]
-    outputs: list[TensorMetadata]
-
-
-class ServerMetadata(BaseModel):
-    name: str
-    version: str
-    extensions: list[str]
-
-
-class ReadyResponse(BaseModel):
-    name: str
-    ready: bool
-
-
-class InferTensor(BaseModel):
-    name: str
-    datatype: Literal[
-        "BOOL", "UINT8", "UINT16", "UINT32", "UINT64", "INT8", "INT16", "INT32", "INT64",
-        "FP16", "FP32", "FP64", "BYTES",
-    ]  # fmt: skip
-    shape: list[int]
-    parameters: dict[str, Any] | None = None
-    data: list[Any] | None = None
-
-
-class RequestedOutput(BaseModel):
-    name: str
-    parameters: dict[str, Any] | None = None
-
-
-class InferRequestBody(BaseModel):
-    id: str | None = None
-    parameters: dict[str, Any] | None = None
-    inputs: list[InferTensor] = Field(min_length=1)
-    outputs: list[RequestedOutput] | None = None
-
-
-class InferResponseBody(BaseModel):
-    model_name: str
-    model_version: str | None = None
-    id: str | None = None
-    parameters: dict[str, Any] | None = None
-    outputs: list[InferTensor]
-
-
-class EmbeddingsRequest(BaseModel):
-    """OpenAI's embeddings request; ``dimensions`` and ``user`` are accepted and checked or ignored."""
-
-    model: str = Field(min_length=1)
-    input: str | list[str]
-    encoding_format: Literal["float", "base64"] = "float"
-    dimensions: int | None = Field(default=None, gt=0)
-    user: str | None = None
-
-
-class EmbeddingItem(BaseModel):
-    object: Literal["embedding"] = "embedding"
-    index: int
-    embedding: list[float] | str
-
-
-class Usage(BaseModel):
-    prompt_tokens: int
-    total_tokens: int
-
-
-class EmbeddingsResponse(BaseModel):
-    object: Literal["list"] = "list"
-    data: list[EmbeddingItem]
-    model: str
-    usage: Usage
-
-
-class ModelCard(BaseModel):
-    id: str
-    object: Literal["model"] = "model"
-    created: int
-    owned_by: str
-
-
-class ModelList(BaseModel):
-    object: Literal["list"] = "list"
-    data: list[ModelCard]
-
-
-_ERRORS: dict[int | str, dict[str, Any]] = {
-    status: {"model": ErrorBody, "description": description}
-    for status, description in (
-        (400, "Malformed request: the message names the field"),
-        (401, "Missing or invalid bearer token"),
-        (403, "The token carries none of the route's scopes"),
-        (404, "Unknown model or version"),
-        (413, "Body, batch or text over the limits"),
-        (415, "Wrong content type"),
-        (422, "Well-formed but invalid request"),
-        (503, "Models not loaded"),
-    )
-}
-#: The same statuses in OpenAI's error shape, for the ``/v1/`` routes.
-_OPENAI_ERRORS: dict[int | str, dict[str, Any]] = {
-    status: {**response, "model": OpenAIErrorBody} for status, response in _ERRORS.items()
-}
-#: Models nested in request bodies: FastAPI puts only response models in components, so these go in by hand.
-_REQUEST_SCHEMAS: dict[str, Any] = {}
-
-
-def _tensor_metadata(specs: tuple[TensorSpec, ...]) -> list[dict[str, Any]]:
-    return [{"name": s.name, "datatype": s.datatype, "shape": s.shape} for s in specs]
-
-
-def _request_body_schema(model: type[BaseModel], *, binary: bool = False) -> dict[str, Any]:
-    schema = model.model_json_schema(ref_template="#/components/schemas/{model}")
-    _REQUEST_SCHEMAS.update(schema.pop("$defs", {}))
-    content: dict[str, Any] = {JSON: {"schema": schema}}
-    if binary:
-        content["application/octet-stream"] = {
-            "schema": {"type": "string", "format": "binary"},
-            "description": "Binary tensor data extension: JSON header of Inference-Header-Content-Length bytes, "
-            "then the raw tensors",
-        }
-    return {"requestBody": {"required": True, "content": content}}
 
 
 # --- the app ---------------------------------------------------------------------------------------
@@ -313,7 +173,7 @@ def create_app(registry: ModelRegistry, settings: Settings) -> FastAPI:
         return principal
 
     health = APIRouter(tags=["health"])
-    protected = APIRouter(dependencies=[Depends(authorize)], responses=_ERRORS)
+    protected = APIRouter(dependencies=[Depends(authorize)], responses=ERROR_RESPONSES)
 
     @app.exception_handler(ServiceError)
     async def service_error(request: Request, exc: ServiceError) -> Response:
@@ -347,7 +207,7 @@ def create_app(registry: ModelRegistry, settings: Settings) -> FastAPI:
         "/v2/health/ready",
         summary="Server ready",
         response_model=ReadyResponse,
-        responses={503: _ERRORS[503]},
+        responses={503: ERROR_RESPONSES[503]},
     )
     async def ready() -> Response:
         if registry.ready:
@@ -373,8 +233,8 @@ def create_app(registry: ModelRegistry, settings: Settings) -> FastAPI:
                 "name": model.name,
                 "versions": [model.version],
                 "platform": model.manifest.platform,
-                "inputs": _tensor_metadata(model.signature.inputs),
-                "outputs": _tensor_metadata(model.signature.outputs),
+                "inputs": tensor_metadata(model.signature.inputs),
+                "outputs": tensor_metadata(model.signature.outputs),
             }
         )
 
@@ -442,7 +302,7 @@ def create_app(registry: ModelRegistry, settings: Settings) -> FastAPI:
         )
         return Response(content, headers=headers)
 
-    infer_body = _request_body_schema(InferRequestBody, binary=True)
+    infer_body = request_body_schema(InferRequestBody, binary=True)
 
     @protected.post(
         "/v2/models/{model_name}/infer",
@@ -471,8 +331,8 @@ def create_app(registry: ModelRegistry, settings: Settings) -> FastAPI:
         tags=["embeddings"],
         summary="Create embeddings",
         response_model=EmbeddingsResponse,
-        responses=_OPENAI_ERRORS,
-        openapi_extra=_request_body_schema(EmbeddingsRequest),
+        responses=OPENAI_ERROR_RESPONSES,
+        openapi_extra=request_body_schema(EmbeddingsRequest),
     )
     async def embeddings(request: Request) -> Response:
         _require_json(request)
@@ -524,7 +384,11 @@ def create_app(registry: ModelRegistry, settings: Settings) -> FastAPI:
         )
 
     @protected.get(
-        "/v1/models", tags=["embeddings"], summary="List models", response_model=ModelList, responses=_OPENAI_ERRORS
+        "/v1/models",
+        tags=["embeddings"],
+        summary="List models",
+        response_model=ModelList,
+        responses=OPENAI_ERROR_RESPONSES,
     )
     async def list_models() -> Response:
         return JSONResponse(
@@ -545,7 +409,7 @@ def create_app(registry: ModelRegistry, settings: Settings) -> FastAPI:
     def openapi_with_request_schemas() -> dict[str, Any]:
         document = generate_openapi()
         schemas = document.setdefault("components", {}).setdefault("schemas", {})
-        for name, schema in _REQUEST_SCHEMAS.items():
+        for name, schema in REQUEST_SCHEMAS.items():
             schemas.setdefault(name, schema)
         return document
 
