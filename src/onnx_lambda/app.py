@@ -104,13 +104,14 @@ class ErrorBoundary:
             logger.exception("unhandled error", extra={"request_id": request_id})
             if started:
                 raise
-            response = error_response(
-                500,
-                f"internal error; request id {request_id}",
-                headers={"x-request-id": request_id},
-                path=scope.get("path", ""),
-            )
-            await response(scope, receive, send)
+            await internal_error_response(request_id, scope.get("path", ""))(scope, receive, send)
+
+
+def internal_error_response(request_id: str, path: str) -> Response:
+    """The 500 for an unexpected failure: the request id to quote, nothing of the failure itself."""
+    return error_response(
+        500, f"internal error; request id {request_id}", headers={"x-request-id": request_id}, path=path
+    )
 
 
 def request_id_of(scope: Scope) -> str:
@@ -122,15 +123,16 @@ def request_id_of(scope: Scope) -> str:
     return uuid.uuid4().hex
 
 
-Authenticate = Callable[[Request, HTTPAuthorizationCredentials | None], Principal]
+#: Who is calling, from the request's headers and, on Lambda, the API Gateway event.
+Authenticate = Callable[[Mapping[str, str], Mapping[str, Any] | None], Principal]
 
 
 def make_authenticator(settings: Settings) -> Authenticate:
     """The same authorizer rules in both places: API Gateway's verified claims, or our own JWT check."""
     if settings.auth_mode == "apigateway":
 
-        def from_event(request: Request, _: HTTPAuthorizationCredentials | None) -> Principal:
-            return principal_from_event(request.scope.get("aws.event") or {})
+        def from_event(_: Mapping[str, str], event: Mapping[str, Any] | None) -> Principal:
+            return principal_from_event(event or {})
 
         return from_event
     if not settings.jwt_issuer or not settings.jwks_url or not settings.jwt_audience:
@@ -142,10 +144,119 @@ def make_authenticator(settings: Settings) -> Authenticate:
         leeway_seconds=settings.jwt_leeway_seconds,
     )
 
-    def from_header(request: Request, credentials: HTTPAuthorizationCredentials | None) -> Principal:
-        return verifier.verify(bearer_token(request.headers.get("authorization")))
+    def from_header(headers: Mapping[str, str], _: Mapping[str, Any] | None) -> Principal:
+        return verifier.verify(bearer_token(headers.get("authorization")))
 
     return from_header
+
+
+class InferenceRoutes:
+    """The work of the protected inference routes, on bytes and headers instead of a framework's request.
+
+    FastAPI's routes call it, and so does the Lambda handler's direct path for the two routes that
+    carry the traffic (see ``handler.py``), so both answer with the same code. ``headers`` is any
+    mapping with lower-case keys: Starlette's ``Headers`` or an API Gateway event's ``headers``.
+    """
+
+    def __init__(self, registry: ModelRegistry, settings: Settings) -> None:
+        self.registry = registry
+        self.settings = settings
+        self._authenticate = make_authenticator(settings)
+        self._accepted_scopes = tuple(settings.jwt_scopes)
+
+    def authorize(self, headers: Mapping[str, str], event: Mapping[str, Any] | None) -> Principal:
+        principal = self._authenticate(headers, event)
+        require_any_scope(principal, self._accepted_scopes)
+        logger.append_keys(sub=principal.subject, client_id=principal.client_id)
+        return principal
+
+    def check_declared_length(self, declared: str | None) -> None:
+        if declared is not None and declared.isdigit() and int(declared) > self.settings.max_body_bytes:
+            raise PayloadTooLarge(f"body is {declared} bytes; the limit is {self.settings.max_body_bytes}")
+
+    def check_body(self, body: bytes) -> bytes:
+        if len(body) > self.settings.max_body_bytes:
+            raise PayloadTooLarge(f"body is {len(body)} bytes; the limit is {self.settings.max_body_bytes}")
+        return body
+
+    def infer(self, served: ServedModel, body: bytes, headers: Mapping[str, str]) -> Response:
+        header_length = headers.get(BINARY_HEADER)
+        json_length: int | None = None
+        if header_length is not None:
+            if not header_length.isdigit():
+                raise BadRequest(f"Inference-Header-Content-Length must be a byte count, got {header_length!r}")
+            json_length = int(header_length)
+        else:
+            _require_json(headers)
+        decoded = protocol.decode_infer_request(body, json_length)
+        model = served.model
+        feeds = {tensor.name: tensor.array for tensor in decoded.inputs}
+        model.validate(feeds, self.settings.max_batch_size)
+        if served.embedder is not None:
+            served.embedder.check_token_inputs(feeds)
+        requested = [o.name for o in decoded.outputs] if decoded.outputs else None
+        started = time.perf_counter()
+        with tracer.provider.in_subsegment("## inference"):
+            results = model.run(feeds, requested)
+        _record(model.name, model.version, time.perf_counter() - started, _batch_of(feeds))
+        binary = [name for name in results if decoded.wants_binary(name)]
+        content, response_headers = protocol.encode_infer_response(
+            model_name=model.name,
+            model_version=model.version,
+            request_id=decoded.id,
+            outputs=list(results.items()),
+            binary_outputs=binary,
+        )
+        return Response(content, headers=response_headers)
+
+    def embeddings(self, body: bytes, headers: Mapping[str, str]) -> Response:
+        _require_json(headers)
+        settings = self.settings
+        try:
+            parsed = EmbeddingsRequest.model_validate_json(body)
+        except ValidationError as exc:
+            raise BadRequest(_describe(exc.errors())) from None
+        served = self.registry.get(parsed.model)
+        if served.embedder is None:
+            raise BadRequest(
+                f"model {parsed.model!r} takes tensors, not text; embedding models: {sorted(self.registry.embedders())}"
+            )
+        embedder = served.embedder
+        texts = [parsed.input] if isinstance(parsed.input, str) else parsed.input
+        if not texts:
+            raise BadRequest("input is an empty list: send at least one string")
+        if len(texts) > settings.max_batch_size:
+            raise PayloadTooLarge(f"input has {len(texts)} items; the limit is {settings.max_batch_size}")
+        for index, text in enumerate(texts):
+            if len(text) > settings.max_text_chars:
+                raise PayloadTooLarge(
+                    f"input[{index}] is {len(text)} characters; the limit is {settings.max_text_chars}"
+                )
+        if parsed.dimensions is not None and parsed.dimensions != embedder.dimensions:
+            raise BadRequest(f"dimensions must be {embedder.dimensions} for model {parsed.model!r}, or omitted")
+        started = time.perf_counter()
+        with tracer.provider.in_subsegment("## inference"):
+            result = embedder.embed(texts)
+        model = served.model
+        _record(model.name, model.version, time.perf_counter() - started, len(texts), result.prompt_tokens)
+        vectors = result.vectors
+        items: list[Any]
+        if parsed.encoding_format == "base64":
+            little = vectors.astype("<f4", copy=False)
+            items = [
+                {"object": "embedding", "index": i, "embedding": base64.b64encode(row.tobytes()).decode()}
+                for i, row in enumerate(little)
+            ]
+        else:
+            items = [{"object": "embedding", "index": i, "embedding": row} for i, row in enumerate(vectors)]
+        return JSONResponse(
+            {
+                "object": "list",
+                "data": items,
+                "model": model.name,
+                "usage": {"prompt_tokens": result.prompt_tokens, "total_tokens": result.prompt_tokens},
+            }
+        )
 
 
 def create_app(registry: ModelRegistry, settings: Settings) -> FastAPI:
@@ -160,17 +271,12 @@ def create_app(registry: ModelRegistry, settings: Settings) -> FastAPI:
             {"name": "embeddings", "description": "OpenAI-compatible embeddings"},
         ],
     )
-    authenticate = make_authenticator(settings)
-    accepted_scopes = tuple(settings.jwt_scopes)
+    routes = InferenceRoutes(registry, settings)
+    app.state.inference = routes
     bearer = HTTPBearer(auto_error=False, description="A Cognito access token")
 
-    async def authorize(
-        request: Request, credentials: HTTPAuthorizationCredentials | None = Depends(bearer)
-    ) -> Principal:
-        principal = authenticate(request, credentials)
-        require_any_scope(principal, accepted_scopes)
-        logger.append_keys(sub=principal.subject, client_id=principal.client_id)
-        return principal
+    async def authorize(request: Request, _: HTTPAuthorizationCredentials | None = Depends(bearer)) -> Principal:
+        return routes.authorize(request.headers, request.scope.get("aws.event"))
 
     health = APIRouter(tags=["health"])
     protected = APIRouter(dependencies=[Depends(authorize)], responses=ERROR_RESPONSES)
@@ -189,13 +295,8 @@ def create_app(registry: ModelRegistry, settings: Settings) -> FastAPI:
         return error_response(422, _describe(exc.errors()), path=request.url.path)
 
     async def read_body(request: Request) -> bytes:
-        declared = request.headers.get("content-length")
-        if declared is not None and declared.isdigit() and int(declared) > settings.max_body_bytes:
-            raise PayloadTooLarge(f"body is {declared} bytes; the limit is {settings.max_body_bytes}")
-        body = await request.body()
-        if len(body) > settings.max_body_bytes:
-            raise PayloadTooLarge(f"body is {len(body)} bytes; the limit is {settings.max_body_bytes}")
-        return body
+        routes.check_declared_length(request.headers.get("content-length"))
+        return routes.check_body(await request.body())
 
     # --- health: no auth ------------------------------------------------------------------------
 
@@ -272,35 +373,7 @@ def create_app(registry: ModelRegistry, settings: Settings) -> FastAPI:
         return JSONResponse({"name": registry.get(model_name, model_version).model.name, "ready": True})
 
     async def infer(request: Request, served: ServedModel) -> Response:
-        body = await read_body(request)
-        header_length = request.headers.get(BINARY_HEADER)
-        json_length: int | None = None
-        if header_length is not None:
-            if not header_length.isdigit():
-                raise BadRequest(f"Inference-Header-Content-Length must be a byte count, got {header_length!r}")
-            json_length = int(header_length)
-        else:
-            _require_json(request)
-        decoded = protocol.decode_infer_request(body, json_length)
-        model = served.model
-        feeds = {tensor.name: tensor.array for tensor in decoded.inputs}
-        model.validate(feeds, settings.max_batch_size)
-        if served.embedder is not None:
-            served.embedder.check_token_inputs(feeds)
-        requested = [o.name for o in decoded.outputs] if decoded.outputs else None
-        started = time.perf_counter()
-        with tracer.provider.in_subsegment("## inference"):
-            results = model.run(feeds, requested)
-        _record(model.name, model.version, time.perf_counter() - started, _batch_of(feeds))
-        binary = [name for name in results if decoded.wants_binary(name)]
-        content, headers = protocol.encode_infer_response(
-            model_name=model.name,
-            model_version=model.version,
-            request_id=decoded.id,
-            outputs=list(results.items()),
-            binary_outputs=binary,
-        )
-        return Response(content, headers=headers)
+        return routes.infer(served, await read_body(request), request.headers)
 
     infer_body = request_body_schema(InferRequestBody, binary=True)
 
@@ -335,53 +408,8 @@ def create_app(registry: ModelRegistry, settings: Settings) -> FastAPI:
         openapi_extra=request_body_schema(EmbeddingsRequest),
     )
     async def embeddings(request: Request) -> Response:
-        _require_json(request)
-        body = await read_body(request)
-        try:
-            parsed = EmbeddingsRequest.model_validate_json(body)
-        except ValidationError as exc:
-            raise BadRequest(_describe(exc.errors())) from None
-        served = registry.get(parsed.model)
-        if served.embedder is None:
-            raise BadRequest(
-                f"model {parsed.model!r} takes tensors, not text; embedding models: {sorted(registry.embedders())}"
-            )
-        embedder = served.embedder
-        texts = [parsed.input] if isinstance(parsed.input, str) else parsed.input
-        if not texts:
-            raise BadRequest("input is an empty list: send at least one string")
-        if len(texts) > settings.max_batch_size:
-            raise PayloadTooLarge(f"input has {len(texts)} items; the limit is {settings.max_batch_size}")
-        for index, text in enumerate(texts):
-            if len(text) > settings.max_text_chars:
-                raise PayloadTooLarge(
-                    f"input[{index}] is {len(text)} characters; the limit is {settings.max_text_chars}"
-                )
-        if parsed.dimensions is not None and parsed.dimensions != embedder.dimensions:
-            raise BadRequest(f"dimensions must be {embedder.dimensions} for model {parsed.model!r}, or omitted")
-        started = time.perf_counter()
-        with tracer.provider.in_subsegment("## inference"):
-            result = embedder.embed(texts)
-        model = served.model
-        _record(model.name, model.version, time.perf_counter() - started, len(texts), result.prompt_tokens)
-        vectors = result.vectors
-        items: list[Any]
-        if parsed.encoding_format == "base64":
-            little = vectors.astype("<f4", copy=False)
-            items = [
-                {"object": "embedding", "index": i, "embedding": base64.b64encode(row.tobytes()).decode()}
-                for i, row in enumerate(little)
-            ]
-        else:
-            items = [{"object": "embedding", "index": i, "embedding": row} for i, row in enumerate(vectors)]
-        return JSONResponse(
-            {
-                "object": "list",
-                "data": items,
-                "model": model.name,
-                "usage": {"prompt_tokens": result.prompt_tokens, "total_tokens": result.prompt_tokens},
-            }
-        )
+        _require_json(request.headers)
+        return routes.embeddings(await read_body(request), request.headers)
 
     @protected.get(
         "/v1/models",
@@ -417,8 +445,8 @@ def create_app(registry: ModelRegistry, settings: Settings) -> FastAPI:
     return app
 
 
-def _require_json(request: Request) -> None:
-    content_type = request.headers.get("content-type")
+def _require_json(headers: Mapping[str, str]) -> None:
+    content_type = headers.get("content-type")
     if content_type is None:
         return
     media = content_type.split(";", 1)[0].strip().lower()

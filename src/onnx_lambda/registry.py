@@ -89,15 +89,19 @@ def _load_one(settings: Settings, store: ModelStore, source: ModelSource) -> Ser
         artifacts = store.fetch(source)
         subsegment.put_annotation("model", artifacts.manifest.name)
     manifest = artifacts.manifest
-    with tracer.provider.in_subsegment("## session create"):
-        model = OnnxModel.from_bytes(
-            manifest, artifacts.model, threads=settings.threads, optimization=settings.graph_optimization
-        )
-    embedder = None
-    if manifest.tokenizer is not None:
-        if artifacts.tokenizer is None:
-            raise ModelLoadError(f"model {manifest.name!r}: manifest names a tokenizer but none was fetched")
-        embedder = Embedder(model, artifacts.tokenizer, manifest.tokenizer)
+    try:
+        with tracer.provider.in_subsegment("## session create"):
+            model = OnnxModel.from_bytes(
+                manifest, artifacts.model, threads=settings.threads, optimization=settings.graph_optimization
+            )
+        embedder = None
+        if manifest.tokenizer is not None:
+            if artifacts.tokenizer is None:
+                raise ModelLoadError(f"model {manifest.name!r}: manifest names a tokenizer but none was fetched")
+            embedder = Embedder(model, artifacts.tokenizer, manifest.tokenizer)
+    except ModelLoadError as error:
+        # Bytes that passed their sha256 but don't load: say which object (and version) they came from.
+        raise ModelLoadError(f"{source.uri}: {error}") from error
     elapsed_ms = (time.perf_counter() - started) * 1000
     logger.info(
         "model loaded",

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import math
+import warnings
 from typing import Any
 
 import httpx
@@ -38,7 +39,16 @@ def signatures(local_service: LocalService) -> dict[str, dict[str, Any]]:
     return {name: httpx.get(f"{local_service.url}/v2/models/{name}", headers=headers).json() for name in names}
 
 
-def _values(datatype: str) -> st.SearchStrategy[Any]:
+def _values(datatype: str, valid: bool) -> st.SearchStrategy[Any]:
+    if valid:
+        # 0 and 1 are in the domain of every input served here (ids, masks, type ids, features).
+        return (
+            st.booleans()
+            if datatype == "BOOL"
+            else st.sampled_from([0, 1])
+            if "INT" in datatype
+            else st.floats(-1e3, 1e3)
+        )
     if datatype == "BOOL":
         return st.one_of(st.booleans(), st.integers(0, 2))
     if datatype.startswith(("INT", "UINT")):
@@ -48,7 +58,9 @@ def _values(datatype: str) -> st.SearchStrategy[Any]:
     )
 
 
-def _dimension(axis: int, declared: int) -> st.SearchStrategy[int]:
+def _dimension(axis: int, declared: int, valid: bool) -> st.SearchStrategy[int]:
+    if valid:
+        return st.just(declared) if declared >= 0 else st.integers(1, 3) if axis == 0 else st.integers(1, 12)
     if declared >= 0:
         return st.sampled_from([declared] * 8 + [declared + 1, max(0, declared - 1), 0])
     if axis == 0:
@@ -57,24 +69,29 @@ def _dimension(axis: int, declared: int) -> st.SearchStrategy[int]:
 
 
 @st.composite
-def _tensor(draw: st.DrawFn, spec: dict[str, Any]) -> tuple[dict[str, Any], bytes | None]:
-    name = draw(st.sampled_from([spec["name"]] * 9 + ["x"]))
-    datatype = draw(st.sampled_from([spec["datatype"]] * 6 + DATATYPES))
-    shape = [draw(_dimension(axis, dim)) for axis, dim in enumerate(spec["shape"])]
-    if draw(st.integers(0, 9)) == 0:
+def _tensor(
+    draw: st.DrawFn, spec: dict[str, Any], shape_of: dict[int, int], valid: bool
+) -> tuple[dict[str, Any], bytes | None]:
+    name = spec["name"] if valid else draw(st.sampled_from([spec["name"]] * 9 + ["x"]))
+    datatype = spec["datatype"] if valid else draw(st.sampled_from([spec["datatype"]] * 6 + DATATYPES))
+    # Dynamic axes agree between inputs (the batch, the sequence) unless the draw says otherwise.
+    shape = [shape_of.setdefault(axis, draw(_dimension(axis, dim, valid))) for axis, dim in enumerate(spec["shape"])]
+    if not valid and draw(st.integers(0, 4)) == 0:
         shape = draw(st.lists(st.integers(-1, 4), max_size=4))
     count = max(0, math.prod(shape)) if all(d >= 0 for d in shape) else 1
-    count = min(count + draw(st.sampled_from([0] * 8 + [-1, 1])), 4096)
-    fill = draw(st.sampled_from(["same", "same", "random"]))
-    if fill == "same":
-        values = [draw(_values(datatype))] * max(0, count)
+    if not valid:
+        count = min(count + draw(st.sampled_from([0] * 8 + [-1, 1])), 4096)
+    if draw(st.sampled_from(["same", "same", "random"])) == "same":
+        values = [draw(_values(datatype, valid))] * max(0, count)
     else:
-        values = draw(st.lists(_values(datatype), min_size=max(0, count), max_size=max(0, count)))
+        values = draw(st.lists(_values(datatype, valid), min_size=max(0, count), max_size=max(0, count)))
     tensor: dict[str, Any] = {"name": name, "datatype": datatype, "shape": shape}
     binary = draw(st.integers(0, 4)) == 0
     if binary:
         try:
-            raw = np.asarray(values, dtype=NUMPY[datatype]).tobytes()
+            with warnings.catch_warnings(), np.errstate(over="ignore", invalid="ignore"):
+                warnings.simplefilter("ignore")
+                raw = np.asarray(values, dtype=NUMPY[datatype]).tobytes()
         except (OverflowError, ValueError, TypeError):
             binary = False
         else:
@@ -90,9 +107,11 @@ def infer_requests(draw: st.DrawFn, signatures: dict[str, dict[str, Any]]) -> tu
     model = draw(st.sampled_from(sorted(signatures)))
     signature = signatures[model]
     inputs = list(signature["inputs"])
-    if draw(st.integers(0, 9)) == 0:
+    valid = draw(st.booleans())
+    if not valid and draw(st.integers(0, 9)) == 0:
         inputs = draw(st.lists(st.sampled_from(inputs), min_size=0, max_size=len(inputs) + 1))
-    tensors = [draw(_tensor(spec)) for spec in inputs]
+    shape_of: dict[int, int] = {}
+    tensors = [draw(_tensor(spec, shape_of, valid)) for spec in inputs]
     document: dict[str, Any] = {"inputs": [tensor for tensor, _ in tensors]}
     if draw(st.booleans()):
         document["id"] = draw(st.text(max_size=20))
@@ -131,8 +150,8 @@ def test_near_valid_infer_requests_never_get_a_server_error(
 
         fuzz()
     # Both verdicts were reached often: the fuzzer got past the decoder into the models.
-    assert statuses.get(200, 0) >= examples // 10, statuses
-    assert sum(count for status, count in statuses.items() if status >= 400) >= examples // 10, statuses
+    assert statuses.get(200, 0) >= examples // 5, statuses
+    assert sum(count for status, count in statuses.items() if status >= 400) >= examples // 5, statuses
 
 
 def _infer(client: httpx.Client, model: str, tensors: list[dict[str, Any]]) -> httpx.Response:

@@ -1,4 +1,4 @@
-"""The export's building blocks, on onnxruntime's tiny iris model: no built models needed."""
+"""The export's building blocks, on the tiny models that ship inside onnxruntime: no built models needed."""
 
 from __future__ import annotations
 
@@ -15,17 +15,16 @@ from onnx_lambda.export import golden
 from onnx_lambda.export.bundle import dumps, staged_model_dir, write_manifest
 from onnx_lambda.manifest import MANIFEST_FILE, MODEL_FILE, Golden, verify_model_dir
 
-IRIS = Path(get_example("logreg_iris.onnx"))
+#: Y = X * [[1, 2], [3, 4], [5, 6]], elementwise, for X of shape [3, 2].
+MUL = Path(get_example("mul_1.onnx"))
 
 
-def iris_fields(session: ort.InferenceSession) -> dict[str, Any]:
+def mul_fields(session: ort.InferenceSession) -> dict[str, Any]:
     inputs, outputs = golden.tensor_specs(session)
-    request = golden.infer_request(
-        "golden-iris", {"float_input": np.array([[5.1, 3.5, 1.4, 0.2]], np.float32)}, ["label"]
-    )
-    response = golden.answer_infer_request(session, "iris", "1", request)
+    request = golden.infer_request("golden-mul", {"X": np.ones((3, 2), np.float32)}, ["Y"])
+    response = golden.answer_infer_request(session, "mul", "1", request)
     return {
-        "name": "iris",
+        "name": "mul",
         "version": "1",
         "inputs": inputs,
         "outputs": outputs,
@@ -34,21 +33,22 @@ def iris_fields(session: ort.InferenceSession) -> dict[str, Any]:
 
 
 def test_a_sealed_directory_replaces_the_old_one(tmp_path: Path) -> None:
-    target = tmp_path / "iris"
+    target = tmp_path / "mul"
     target.mkdir()
     (target / "stale.txt").write_text("from an older export")
-    session = ort.InferenceSession(str(IRIS), providers=["CPUExecutionProvider"])
+    session = ort.InferenceSession(str(MUL), providers=["CPUExecutionProvider"])
     with staged_model_dir(target) as staging:
-        (staging / MODEL_FILE).write_bytes(IRIS.read_bytes())
-        manifest = write_manifest(staging, iris_fields(session))
+        (staging / MODEL_FILE).write_bytes(MUL.read_bytes())
+        manifest = write_manifest(staging, mul_fields(session))
     assert sorted(path.name for path in target.iterdir()) == [MANIFEST_FILE, MODEL_FILE]
     assert verify_model_dir(target) == manifest
-    assert manifest.golden.infer_response["outputs"][0]["data"] == [0]
-    assert sorted(path.name for path in tmp_path.iterdir()) == ["iris"]  # no staging or retired leftovers
+    assert manifest.golden.infer_response["outputs"][0]["data"] == [1.0, 2.0, 3.0, 4.0, 5.0, 6.0]
+    assert [spec.shape for spec in manifest.inputs] == [[3, 2]]
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["mul"]  # no staging or retired leftovers
 
 
 def test_a_failed_export_leaves_the_old_directory_alone(tmp_path: Path) -> None:
-    target = tmp_path / "iris"
+    target = tmp_path / "mul"
     target.mkdir()
     (target / "kept.txt").write_text("the previous, complete export")
 
@@ -59,7 +59,7 @@ def test_a_failed_export_leaves_the_old_directory_alone(tmp_path: Path) -> None:
 
     with pytest.raises(RuntimeError, match="conversion failed"):
         export()
-    assert sorted(path.name for path in tmp_path.iterdir()) == ["iris"]
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["mul"]
     assert [path.name for path in target.iterdir()] == ["kept.txt"]
 
 
@@ -90,6 +90,12 @@ def test_tensors_round_trip_exactly_through_json(array: np.ndarray) -> None:
     assert decoded.dtype == array.dtype
     assert np.array_equal(decoded, array)
     assert tensor["shape"] == list(array.shape)
+
+
+def test_a_model_with_non_tensor_outputs_is_refused_by_name() -> None:
+    session = ort.InferenceSession(get_example("logreg_iris.onnx"), providers=["CPUExecutionProvider"])
+    with pytest.raises(ValueError, match=r"'probabilities' is a seq.*zipmap=False"):
+        golden.tensor_specs(session)
 
 
 def test_float32_values_are_written_in_their_shortest_form() -> None:

@@ -95,7 +95,12 @@ def measure_in_this_process(models_dir: Path, events_dir: Path) -> dict[str, Any
                 began = time.perf_counter()
                 call()
                 samples.append((time.perf_counter() - began) * 1000)
-            results["workloads"][name] = {**_summary(samples), "first_ms": round(first_ms, 3)}
+            results["workloads"][name] = {
+                **_summary(samples),
+                "first_ms": round(first_ms, 3),
+                "request_bytes": len(events[name]["body"].encode()),
+                "response_bytes": len(str(response.get("body", "")).encode()),
+            }
         return results
     finally:
         sys.stdout = real_stdout

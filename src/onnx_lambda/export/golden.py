@@ -56,6 +56,11 @@ def tensor_specs(session: ort.InferenceSession) -> tuple[list[TensorSpec], list[
     """The session's inputs and outputs as the manifest states them: symbolic axes become ``-1``."""
 
     def spec(node: Any) -> TensorSpec:
+        if node.type not in _ORT_DATATYPES:
+            raise ValueError(
+                f"{node.name!r} is a {node.type}, not a tensor: the service speaks tensors only "
+                "(for a scikit-learn classifier, convert with zipmap=False)"
+            )
         shape = [dim if isinstance(dim, int) and dim >= 0 else -1 for dim in node.shape]
         return TensorSpec(name=node.name, datatype=_ORT_DATATYPES[node.type], shape=shape)
 

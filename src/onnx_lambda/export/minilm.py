@@ -9,6 +9,7 @@ fixed 128, which would both truncate long texts early and waste compute on short
 from __future__ import annotations
 
 import hashlib
+import logging
 from collections.abc import Sequence
 from importlib import metadata
 from pathlib import Path
@@ -70,7 +71,8 @@ def tokenize(tokenizer: Tokenizer, texts: Sequence[str]) -> dict[str, Int64Array
 
 
 def quantize_int8(fp32_model: Path, int8_model: Path, tokenizer: Tokenizer) -> dict[str, Any]:
-    """Smooth, then dynamic int8 with per-channel weights: a quarter of the size, ~3x the speed on CPU.
+    """Smooth (see ``smoothing``), then dynamic int8 with per-channel weights: a quarter of the size and 2-3x
+    faster on CPU.
 
     Returns what to record in the manifest about how it was made.
     """
@@ -84,7 +86,15 @@ def quantize_int8(fp32_model: Path, int8_model: Path, tokenizer: Tokenizer) -> d
         for start in range(0, len(CALIBRATION_TEXTS), CALIBRATION_BATCH)
     ]
     smoothed = smoothing.smooth(model, smoothing.activation_absmax(model, groups, batches))
-    quantize_dynamic(smoothed, int8_model, per_channel=True, weight_type=QuantType.QInt8)
+    # quantize_dynamic logs advice to run onnxruntime's pre-processing (shape inference and a graph
+    # optimization pass). Not needed here: the session optimizes the graph at load, and the parity test
+    # holds the result to the fp32 model.
+    quiet = _DropMessage("Please consider to run pre-processing before quantization")
+    logging.getLogger().addFilter(quiet)
+    try:
+        quantize_dynamic(smoothed, int8_model, per_channel=True, weight_type=QuantType.QInt8)
+    finally:
+        logging.getLogger().removeFilter(quiet)
     return {
         "method": "onnxruntime.quantization.quantize_dynamic",
         "per_channel": True,
@@ -100,6 +110,15 @@ def quantize_int8(fp32_model: Path, int8_model: Path, tokenizer: Tokenizer) -> d
     }
 
 
+class _DropMessage(logging.Filter):
+    def __init__(self, prefix: str) -> None:
+        super().__init__()
+        self._prefix = prefix
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not record.getMessage().startswith(self._prefix)
+
+
 def _sha256_file(path: Path) -> str:
     digest = hashlib.sha256()
     with path.open("rb") as stream:
@@ -109,10 +128,10 @@ def _sha256_file(path: Path) -> str:
 
 
 def _golden(session: ort.InferenceSession, name: str, tokenizer: Tokenizer) -> Golden:
-    request = golden.infer_request(f"golden-{name}", tokenize(tokenizer, GOLDEN_TEXTS), [OUTPUT_NAME])
-    embedding_inputs = tokenize(tokenizer, GOLDEN_TEXTS)
-    vectors = session.run([OUTPUT_NAME], dict(embedding_inputs))[0]
-    token_counts = [int(count) for count in embedding_inputs["attention_mask"].sum(axis=1)]
+    feeds = tokenize(tokenizer, GOLDEN_TEXTS)
+    request = golden.infer_request(f"golden-{name}", feeds, [OUTPUT_NAME])
+    vectors = session.run([OUTPUT_NAME], dict(feeds))[0]
+    token_counts = [int(count) for count in feeds["attention_mask"].sum(axis=1)]
     return Golden(
         infer_request=request,
         infer_response=golden.answer_infer_request(session, name, MODEL_VERSION, request),
@@ -187,7 +206,9 @@ def build(out: Path) -> list[Manifest]:
         int8 = _seal(
             int8_dir,
             MINILM_INT8,
-            description.format(upstream=UPSTREAM, variant=", int8 dynamic quantization (per-channel weights)"),
+            description.format(
+                upstream=UPSTREAM, variant=", int8 (SmoothQuant + dynamic quantization, per-channel weights)"
+            ),
             tokenizer,
             {
                 **provenance,

@@ -1,0 +1,148 @@
+"""The measured inputs of the cost model: handler time per workload at 1 and 2 threads, init, cold start.
+
+They come from the newest ``bench/thread-scaling/<date>.json`` (written by ``onnx-lambda cost
+--measure-threads``) and, where it has them, the newest ``bench/results/<date>.json`` of ``make
+bench``; without either, from :data:`FALLBACK`, figures measured on the development machine and
+written down in ``docs/cost.md``. Every consumer reads them through :class:`Measurements`, which
+says where each number came from.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any, Final
+
+
+class MeasurementError(Exception):
+    """A measurement file that can't be read or lacks what the model needs; the message names it."""
+
+
+@dataclass(frozen=True)
+class WorkloadTiming:
+    """Mean handler time of one invocation, in-process, at 1 and 2 intra-op threads."""
+
+    one_thread_ms: float
+    two_threads_ms: float
+    request_bytes: int
+    response_bytes: int
+
+
+@dataclass(frozen=True)
+class Measurements:
+    workloads: Mapping[str, WorkloadTiming]
+    #: Process init (imports, model fetch and checks, sessions) at 1 and 2 threads.
+    init_one_thread_ms: float
+    init_two_threads_ms: float
+    #: Where the numbers came from, for the report.
+    source: str
+    date: str
+    machine: str
+    #: Fresh process to first response from ``make bench`` (model from local S3), when available.
+    cold_start_ms: float | None = None
+    bench_source: str | None = None
+    notes: tuple[str, ...] = field(default_factory=tuple)
+
+    def workload(self, name: str) -> WorkloadTiming:
+        try:
+            return self.workloads[name]
+        except KeyError:
+            raise MeasurementError(f"no measurement for workload {name!r}; known: {sorted(self.workloads)}") from None
+
+
+WORKLOAD_LABELS: Final = {
+    "embeddings-1": "embeddings, one short sentence (int8)",
+    "embeddings-32": "embeddings, a batch of 32 short sentences (int8)",
+    "oip-tabular-1": "OIP infer, tabular model, one row",
+}
+
+#: Used when no measurement file exists: the development machine (2-core AMD EPYC), 2026-11-27.
+FALLBACK: Final = Measurements(
+    workloads={
+        "embeddings-1": WorkloadTiming(1.6, 1.4, 74, 8100),
+        "embeddings-32": WorkloadTiming(80.0, 42.0, 1400, 257000),
+        "oip-tabular-1": WorkloadTiming(0.5, 0.45, 320, 200),
+    },
+    init_one_thread_ms=1400.0,
+    init_two_threads_ms=950.0,
+    source="built-in fallback figures (no bench/thread-scaling/*.json found)",
+    date="2026-11-27",
+    machine="2-core AMD EPYC",
+)
+
+
+def newest_json(directory: Path) -> Path | None:
+    """The newest ``<date>.json`` in ``directory`` (ISO dates sort by name), or None."""
+    if not directory.is_dir():
+        return None
+    candidates = sorted(p for p in directory.glob("*.json") if p.stem[:4].isdigit())
+    return candidates[-1] if candidates else None
+
+
+def read_thread_scaling(path: Path) -> Measurements:
+    try:
+        document = json.loads(path.read_text(encoding="utf-8"))
+        one, two = document["threads"]["1"], document["threads"]["2"]
+        workloads = {
+            name: WorkloadTiming(
+                one_thread_ms=float(timing["mean_ms"]),
+                two_threads_ms=float(two["workloads"][name]["mean_ms"]),
+                request_bytes=int(timing["request_bytes"]),
+                response_bytes=int(timing["response_bytes"]),
+            )
+            for name, timing in one["workloads"].items()
+        }
+        machine = document.get("machine", {})
+        return Measurements(
+            workloads=workloads,
+            init_one_thread_ms=float(one["init_ms"]),
+            init_two_threads_ms=float(two["init_ms"]),
+            source=f"{path.parent.name}/{path.name}",
+            date=str(document["date"]),
+            machine=f"{machine.get('cpus', '?')}-core {machine.get('cpu', 'unknown CPU')}",
+        )
+    except (OSError, ValueError) as error:
+        raise MeasurementError(f"cannot read {path}: {error}") from None
+    except (KeyError, TypeError, AttributeError) as error:
+        raise MeasurementError(f"{path} is not a thread-scaling file: missing {error}") from None
+
+
+def cold_start_from_bench(document: Any) -> float | None:
+    """Our cold start (exec to first response, ms) from a ``make bench`` report, if it has one.
+
+    The bench's report is read defensively: any object under a key naming the cold start that
+    carries a total in milliseconds for our path (not the raw reference) is taken.
+    """
+    found: list[float] = []
+
+    def walk(node: Any, path: tuple[str, ...]) -> None:
+        if isinstance(node, Mapping):
+            for key, value in node.items():
+                walk(value, (*path, str(key).lower()))
+        elif isinstance(node, list):
+            for item in node:
+                walk(item, path)
+        elif isinstance(node, int | float) and not isinstance(node, bool) and path:
+            joined = "/".join(path)
+            leaf = path[-1]
+            if "cold" in joined and "raw" not in joined and leaf in {"total_ms", "cold_start_ms", "p50_ms"}:
+                found.append(float(node))
+
+    walk(document, ())
+    return max(found) if found else None
+
+
+def load_measurements(root: Path) -> Measurements:
+    """The newest measurements under ``root`` (the repository), or :data:`FALLBACK`."""
+    scaling = newest_json(root / "bench" / "thread-scaling")
+    measurements = read_thread_scaling(scaling) if scaling else FALLBACK
+    bench = newest_json(root / "bench" / "results")
+    if bench is None:
+        return replace(measurements, notes=(*measurements.notes, "no make bench results found"))
+    try:
+        cold = cold_start_from_bench(json.loads(bench.read_text(encoding="utf-8")))
+    except (OSError, ValueError) as error:
+        raise MeasurementError(f"cannot read {bench}: {error}") from None
+    return replace(measurements, cold_start_ms=cold, bench_source=f"bench/results/{bench.name}")
