@@ -23,7 +23,7 @@ from typing import Any, Final
 
 DEFAULT_SLO: Final = Path(__file__).with_name("slo.json")
 INVALID_PREFIX: Final = "invalid: "
-TOKEN_TYPE: Final = "TOKEN"
+TOKEN_TYPE: Final = "TOKEN"  # noqa: S105 - the locustfile's request type for token fetches
 
 
 class ReportError(Exception):
@@ -115,7 +115,14 @@ def evaluate(routes: Sequence[RouteStats], slo: Mapping[str, Any], users: int | 
     failed = sum(r.failures for r in routes)
     rate = failed / total if total else 1.0
     limit = float(slo.get("max_error_rate", 0.0))
-    verdicts.append(Verdict("error rate (all requests)", f"{rate:.4%} ({failed}/{total})", f"<= {limit:.4%}", total > 0 and rate <= limit))
+    verdicts.append(
+        Verdict(
+            "error rate (all requests)",
+            f"{rate:.4%} ({failed}/{total})",
+            f"<= {limit:.4%}",
+            total > 0 and rate <= limit,
+        )
+    )
 
     by_name = {r.name: r for r in calls}
     minimum = int(slo.get("min_requests_per_route", 1))

@@ -5,7 +5,8 @@ Run it headless against the local stack with ``make load``, or against any deplo
     locust -f load_tests/locustfile.py --host https://<api-id>.execute-api.<region>.amazonaws.com
 
 Each user fetches one token when it starts and refreshes it only near expiry (``bearer.py``); the
-fetches appear in the statistics as ``TOKEN`` rows, so a run shows how many it made. The request mix
+fetches appear in the statistics as ``TOKEN`` rows, so a run shows how many it made (at most one per
+user and hour; the ``tokens`` module's file cache can serve several users from one Cognito response). The request mix
 and the check on every response are in ``scenarios.py``: invalid requests count as successes only
 when they get exactly their expected 4xx. Wait times between a user's requests are
 ``LOAD_WAIT_MIN``..``LOAD_WAIT_MAX`` seconds (default 0.2..1.0).
@@ -25,7 +26,6 @@ from scenarios import MIX, Builder, PlannedRequest
 _TOKEN_SOURCE: TokenSource | None = None
 
 
-@events.init.add_listener
 def _choose_token_source(environment: Environment, **_: object) -> None:
     """Pick the token source once per process, so a misconfiguration stops the run before it starts."""
     global _TOKEN_SOURCE
@@ -36,6 +36,9 @@ def _choose_token_source(environment: Environment, **_: object) -> None:
         raise SystemExit(f"load test: {error}") from None
 
 
+events.init.add_listener(_choose_token_source)  # type: ignore[no-untyped-call]
+
+
 def _task(builder: Builder) -> Callable[[ServiceUser], None]:
     def task(user: ServiceUser) -> None:
         user.send(builder(user.rng))
@@ -44,12 +47,12 @@ def _task(builder: Builder) -> Callable[[ServiceUser], None]:
     return task
 
 
-
 class ServiceUser(FastHttpUser):
     """A client of the service: one bearer token, requests drawn from :data:`scenarios.MIX`."""
 
     wait_time = between(float(os.environ.get("LOAD_WAIT_MIN", "0.2")), float(os.environ.get("LOAD_WAIT_MAX", "1.0")))
-    tasks = {_task(builder): weight for builder, weight in MIX.items()}  # noqa: RUF012 - locust's own API
+    # locust takes {task: weight} as well as a list; its annotation only names the list.
+    tasks = {_task(builder): weight for builder, weight in MIX.items()}  # type: ignore[assignment]  # noqa: RUF012
 
     def on_start(self) -> None:
         self.rng = random.Random()  # noqa: S311 - traffic shapes, not secrets
@@ -75,7 +78,7 @@ class ServiceUser(FastHttpUser):
         with self.client.request(
             planned.method,
             planned.path,
-            data=planned.body,
+            data=planned.body,  # type: ignore[arg-type]  # locust documents bytes; its annotation says str
             headers=headers,
             name=planned.name,
             catch_response=True,

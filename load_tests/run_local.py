@@ -83,7 +83,7 @@ def local_stack(env: dict[str, str], log: IO[bytes]) -> Iterator[str]:
 
 def check_token(url: str, env: dict[str, str]) -> None:
     """One token from the local Cognito, accepted by the API, before any load is sent."""
-    result = subprocess.run(  # noqa: S603 - our own CLI
+    result = subprocess.run(
         [sys.executable, "-m", "onnx_lambda.cli", "token"],
         cwd=ROOT,
         env=env,

@@ -44,7 +44,7 @@ _SENTENCES: Final = (
     "quarterly revenue grew 12 percent year over year",
     "Wie kann ich meine Rechnung herunterladen?",
     "¿Dónde está mi pedido?",
-    "这个产品支持中文吗？",
+    "这个产品支持中文吗？",  # noqa: RUF001 - real CJK punctuation
     "Great service, thanks 🙏",
     "A sentence embedding maps text to a point in a vector space where similar meanings lie close together.",
     "Cancel my subscription at the end of the billing period, please.",
@@ -173,9 +173,7 @@ def embed_base64(rng: random.Random) -> PlannedRequest:
 def infer_tabular(rng: random.Random) -> PlannedRequest:
     """Open Inference Protocol on the tabular classifier: 1 to 16 rows of slightly varied real patients."""
     rows = rng.randint(1, 16)
-    data = [
-        [round(value * rng.uniform(0.9, 1.1), 6) for value in rng.choice(_TABULAR_ROWS)] for _ in range(rows)
-    ]
+    data = [[round(value * rng.uniform(0.9, 1.1), 6) for value in rng.choice(_TABULAR_ROWS)] for _ in range(rows)]
     body = {"id": f"load-{rng.getrandbits(32):08x}", "inputs": [_fp32("features", data, [rows, _FEATURES])]}
     return PlannedRequest(
         f"POST /v2/models/{TABULAR}/infer",
@@ -249,27 +247,27 @@ def _invalid(
     )
 
 
+_ROW: Final = list(_TABULAR_ROWS[0])
+_INFER: Final = f"/v2/models/{TABULAR}/infer"
+
+#: The mistakes real callers make; the service must answer each with exactly its 4xx, never a 5xx.
+INVALID_CASES: Final[tuple[PlannedRequest, ...]] = (
+    _invalid("unknown model", 404, "/v2/models/no-such-model/infer", _json({"inputs": []})),
+    _invalid("shape mismatch", 400, _INFER, _json({"inputs": [_fp32("features", [_ROW], [1, 29])]})),
+    _invalid(
+        "wrong datatype", 400, _INFER, _json({"inputs": [{**_fp32("features", [_ROW], [1, 30]), "datatype": "INT32"}]})
+    ),
+    _invalid("malformed JSON", 400, "/v1/embeddings", b'{"model": "' + EMBEDDER.encode() + b'", "input": '),
+    _invalid("empty input", 400, "/v1/embeddings", _json({"model": EMBEDDER, "input": []})),
+    _invalid("batch over the limit", 413, "/v1/embeddings", _json({"model": EMBEDDER, "input": ["x"] * 65})),
+    _invalid("wrong content type", 415, "/v1/embeddings", b"input=hello", {"content-type": "text/plain"}),
+    _invalid("no token", 401, "/v1/embeddings", _json({"model": EMBEDDER, "input": "hi"}), authenticated=False),
+)
+
+
 def invalid(rng: random.Random) -> PlannedRequest:
-    """One of the mistakes real callers make; the service must answer each with its 4xx, never a 5xx."""
-    row = list(_TABULAR_ROWS[0])
-    infer = f"/v2/models/{TABULAR}/infer"
-    cases: tuple[Callable[[], PlannedRequest], ...] = (
-        lambda: _invalid("unknown model", 404, "/v2/models/no-such-model/infer", _json({"inputs": []})),
-        lambda: _invalid("shape mismatch", 400, infer, _json({"inputs": [_fp32("features", [row], [1, 29])]})),
-        lambda: _invalid(
-            "wrong datatype", 400, infer, _json({"inputs": [{**_fp32("features", [row], [1, 30]), "datatype": "INT32"}]})
-        ),
-        lambda: _invalid("malformed JSON", 400, "/v1/embeddings", b'{"model": "' + EMBEDDER.encode() + b'", "input": '),
-        lambda: _invalid("empty input", 400, "/v1/embeddings", _json({"model": EMBEDDER, "input": []})),
-        lambda: _invalid("batch over the limit", 413, "/v1/embeddings", _json({"model": EMBEDDER, "input": ["x"] * 65})),
-        lambda: _invalid(
-            "wrong content type", 415, "/v1/embeddings", b"input=hello", {"content-type": "text/plain"}
-        ),
-        lambda: _invalid(
-            "no token", 401, "/v1/embeddings", _json({"model": EMBEDDER, "input": "hi"}), authenticated=False
-        ),
-    )
-    return rng.choice(cases)()
+    """One of :data:`INVALID_CASES`, at random."""
+    return rng.choice(INVALID_CASES)
 
 
 Builder = Callable[[random.Random], PlannedRequest]

@@ -91,7 +91,7 @@ def require_any_scope(principal: Principal, accepted: Collection[str]) -> None:
     if not accepted or principal.scopes & frozenset(accepted):
         return
     wanted = ", ".join(sorted(accepted))
-    if principal.token_use == "id":  # noqa: S105 - a claim value, not a password
+    if principal.token_use == "id":  # noqa: S105  # nosec B105  # a claim value, not a password
         raise Forbidden(f"ID tokens carry no scopes: send an access token with one of: {wanted}")
     raise Forbidden(f"the token carries none of the scopes this route accepts: {wanted}")
 
@@ -299,7 +299,7 @@ def fetch_jwks_over_http(url: str) -> Mapping[str, Any]:
         raise JwksUnavailable("the JWKS URL must be http(s)")
     request = urllib.request.Request(url, headers={"Accept": "application/json"})  # noqa: S310 - scheme checked
     try:
-        with urllib.request.urlopen(request, timeout=JWKS_TIMEOUT_SECONDS) as response:  # noqa: S310
+        with urllib.request.urlopen(request, timeout=JWKS_TIMEOUT_SECONDS) as response:  # noqa: S310  # nosec B310  # scheme checked above
             body = response.read(JWKS_MAX_BYTES + 1)
     except (OSError, ValueError) as error:
         raise JwksUnavailable(f"{type(error).__name__}: {error}") from None

@@ -53,7 +53,7 @@ class Settings(BaseSettings):
     max_text_chars: int = Field(default=20_000, gt=0)
 
     # --- model store ----------------------------------------------------------------------
-    cache_dir: Path = Path("/tmp/onnx-lambda-cache")  # noqa: S108 - Lambda's only writable disk
+    cache_dir: Path = Path("/tmp/onnx-lambda-cache")  # noqa: S108  # nosec B108  # Lambda's only writable disk
     s3_endpoint_url: str | None = None
     s3_part_size: int = Field(default=8 * 1024 * 1024, ge=1024 * 1024)
     s3_max_concurrency: int = Field(default=8, gt=0)

@@ -1,48 +1,116 @@
-"""The Lambda entry point (the image's CMD): Powertools around ``Mangum(app)``.
+"""The Lambda entry point (the image's CMD): Powertools around the inference routes and ``Mangum(app)``.
 
 The models load here, at init, outside the handler: init runs once per execution environment, with
-the full CPU allocation (and free of charge on the first 10 s for on-demand functions), so no
-request pays for it. If a model fails its checks, init fails and the environment never serves.
+the full CPU allocation, so no request pays for it. If a model fails its checks, init fails and the
+environment never serves.
 
-The two routes that carry the traffic, ``POST /v1/embeddings`` and ``POST /v2/models/{name}[/versions/{v}]/infer``,
-are answered straight from the API Gateway event by the same :class:`~onnx_lambda.app.InferenceRoutes`
-that FastAPI's routes call. Mangum's ASGI translation, Starlette's middleware and FastAPI's routing and
-dependency injection cost about 250 µs a call (measured by ``onnx-lambda bench``: more than a third of a
-one-sentence embedding), and buy nothing for a route whose whole input is one body. Everything else
-(health, metadata, OpenAPI, unknown paths, other event versions) goes through ``Mangum`` to FastAPI.
+Init is ordered for the cold start (``onnx-lambda bench`` measures each stage):
+
+* the model fetch starts first, in the background, so that the S3 transfer and the sha256 check (both
+  free of the GIL) overlap the imports of onnxruntime, numpy and the rest instead of following them;
+* the two routes that carry the traffic, ``POST /v1/embeddings`` and
+  ``POST /v2/models/{name}[/versions/{v}]/infer``, are answered straight from the API Gateway event by
+  :class:`~onnx_lambda.inference.InferenceRoutes`, the same code FastAPI's routes call. So init imports
+  neither FastAPI, Starlette nor Mangum (a quarter of a second), and a warm request skips their ASGI
+  translation, middleware, routing and dependency injection (about 250 µs, a third of a one-sentence
+  embedding). Any other event (health, metadata, OpenAPI, unknown paths, other event versions) builds
+  the FastAPI app on first use and goes through ``Mangum``.
 """
 
 from __future__ import annotations
 
 import base64
+import contextlib
+import ctypes
+import threading
 import uuid
 import warnings
 from collections.abc import Callable, Mapping
-from typing import Any
+from concurrent.futures import Future
+from functools import cache
+from typing import TYPE_CHECKING, Any
 
-from aws_lambda_powertools.logging import correlation_paths
-from aws_lambda_powertools.utilities.typing import LambdaContext
-from mangum import Mangum
-from starlette.responses import Response
+from onnx_lambda.config import ModelSource, Settings, get_settings
+from onnx_lambda.model_store import ModelArtifacts, ModelStore
 
-from onnx_lambda.app import InferenceRoutes, create_app, error_response, internal_error_response
-from onnx_lambda.config import get_settings
-from onnx_lambda.errors import ServiceError
-from onnx_lambda.observability import logger, metrics, tracer
-from onnx_lambda.registry import load_registry
+if TYPE_CHECKING:
+    from aws_lambda_powertools.utilities.typing import LambdaContext
+    from mangum import Mangum
+
+
+class PrefetchingStore(ModelStore):
+    """A model store that starts fetching every configured model the moment it is built."""
+
+    def __init__(self, settings: Settings) -> None:
+        super().__init__(settings)
+        self._pending: dict[tuple[str, str | None], Future[ModelArtifacts]] = {}
+        for source in settings.models:
+            future: Future[ModelArtifacts] = Future()
+            self._pending[(source.uri, source.sha256)] = future
+            thread = threading.Thread(target=self._prefetch, args=(source, future), name="model-prefetch", daemon=True)
+            thread.start()
+
+    def _prefetch(self, source: ModelSource, future: Future[ModelArtifacts]) -> None:
+        try:
+            future.set_result(super().fetch(source))
+        except BaseException as error:  # handed to the caller of fetch(), which raises it
+            future.set_exception(error)
+
+    def fetch(self, source: ModelSource) -> ModelArtifacts:
+        pending = self._pending.pop((source.uri, source.sha256), None)
+        return pending.result() if pending is not None else super().fetch(source)
+
+
+settings = get_settings()
+store = PrefetchingStore(settings)
+
+# Imported while the models download.
+from onnx_lambda.errors import ServiceError  # noqa: E402
+from onnx_lambda.inference import InferenceRoutes, Reply, error_reply, internal_error_reply  # noqa: E402
+from onnx_lambda.observability import logger, metrics, tracer  # noqa: E402
+from onnx_lambda.registry import load_registry  # noqa: E402
 
 # An invocation that ends in a 4xx records no inference metrics; that's expected, not worth a warning.
 warnings.filterwarnings("ignore", message="No application metrics to publish")
 
-settings = get_settings()
-registry = load_registry(settings)
-app = create_app(registry, settings)
-asgi = Mangum(app, lifespan="off")
-inference: InferenceRoutes = app.state.inference
-#: Mangum's rule for which response bodies go back as text rather than base64: the same here.
-_TEXT_MIME_TYPES: tuple[str, ...] = tuple(asgi.config["text_mime_types"])
+registry = load_registry(settings, store)
+inference = InferenceRoutes(registry, settings)
+del store  # its download buffers and S3 client are garbage now
 
-Route = Callable[[bytes, Mapping[str, str]], Response]
+#: Mangum's rule (its default ``text_mime_types``) for bodies that go back as text rather than base64.
+TEXT_MIME_TYPES = (
+    "text/",
+    "application/json",
+    "application/javascript",
+    "application/xml",
+    "application/vnd.api+json",
+    "application/vnd.oai.openapi",
+)
+
+Route = Callable[[bytes, Mapping[str, str]], Reply]
+
+
+def release_freed_memory() -> None:
+    """Give the heap that init freed (download buffers, the model's bytes) back to the OS.
+
+    glibc keeps freed heap pages mapped; without this, init's transient copies of the model stay in the
+    process's resident memory, which is what Lambda reports as "Max Memory Used".
+    """
+    with contextlib.suppress(OSError, AttributeError):  # not glibc: nothing to trim
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+
+
+release_freed_memory()
+
+
+@cache
+def asgi() -> Mangum:
+    """``Mangum`` around the FastAPI app, built on the first event the direct routes don't take."""
+    from mangum import Mangum
+
+    from onnx_lambda.app import create_app
+
+    return Mangum(create_app(registry, settings, inference), lifespan="off", text_mime_types=list(TEXT_MIME_TYPES))
 
 
 def direct_route(method: str, path: str) -> Route | None:
@@ -65,7 +133,7 @@ def direct_route(method: str, path: str) -> Route | None:
     else:
         return None
 
-    def infer(body: bytes, headers: Mapping[str, str]) -> Response:
+    def infer(body: bytes, headers: Mapping[str, str]) -> Reply:
         return inference.infer(inference.registry.get(name, version), body, headers)
 
     return infer
@@ -85,21 +153,19 @@ def direct_response(event: Mapping[str, Any]) -> dict[str, Any] | None:
     route = direct_route(method, path)
     if route is None:
         return None
-    assert isinstance(request_context, Mapping)
     headers = {key.lower(): value for key, value in (event.get("headers") or {}).items()}
     try:
         inference.authorize(headers, event)
         inference.check_declared_length(headers.get("content-length"))
-        response = route(inference.check_body(_event_body(event)), headers)
+        reply = route(inference.check_body(_event_body(event)), headers)
     except ServiceError as exc:
         extra = {"www-authenticate": 'Bearer error="invalid_token"'} if exc.status == 401 else None
-        response = error_response(exc.status, exc.message, extra, path=path)
+        reply = error_reply(exc.status, exc.message, extra, path=path)
     except Exception:
-        request_id = request_context.get("requestId")
-        request_id = request_id if isinstance(request_id, str) else uuid.uuid4().hex
-        logger.exception("unhandled error", extra={"request_id": request_id})
-        response = internal_error_response(request_id, path)
-    return proxy_response(response)
+        reference = request_id(event) or uuid.uuid4().hex
+        logger.exception("unhandled error", extra={"request_id": reference})
+        reply = internal_error_reply(reference, path)
+    return proxy_response(reply)
 
 
 def _event_body(event: Mapping[str, Any]) -> bytes:
@@ -109,40 +175,36 @@ def _event_body(event: Mapping[str, Any]) -> bytes:
     return body.encode() if isinstance(body, str) else bytes(body)
 
 
-def proxy_response(response: Response) -> dict[str, Any]:
-    """A Starlette response as the HTTP API v2 proxy result, exactly as Mangum would write it."""
-    headers: dict[str, str] = {}
-    cookies: list[str] = []
-    for raw_key, raw_value in response.raw_headers:
-        key, value = raw_key.decode().lower(), raw_value.decode()
-        if key == "set-cookie":
-            cookies.append(value)
-        else:
-            headers[key] = f"{headers[key]},{value}" if key in headers else value
-    body = bytes(response.body)
-    text = ""
-    encoded = False
-    if body:
+def proxy_response(reply: Reply) -> dict[str, Any]:
+    """A reply as the HTTP API v2 proxy result, exactly as Mangum writes a Starlette response."""
+    headers = {**reply.headers, "content-length": str(len(reply.body))}
+    body, encoded = "", False
+    if reply.body:
         content_type = headers.get("content-type", "")
-        if any(mime in content_type for mime in _TEXT_MIME_TYPES):
+        if any(mime in content_type for mime in TEXT_MIME_TYPES):
             try:
-                text = body.decode()
+                body = reply.body.decode()
             except UnicodeDecodeError:
-                text, encoded = base64.b64encode(body).decode(), True
+                body, encoded = base64.b64encode(reply.body).decode(), True
         else:
-            text, encoded = base64.b64encode(body).decode(), True
-    result: dict[str, Any] = {"statusCode": response.status_code, "body": text, "headers": headers}
-    if cookies:
-        result["cookies"] = cookies
-    result["isBase64Encoded"] = encoded
-    return result
+            body, encoded = base64.b64encode(reply.body).decode(), True
+    return {"statusCode": reply.status, "body": body, "headers": headers, "isBase64Encoded": encoded}
 
 
-@logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_HTTP, clear_state=True)
+def request_id(event: Mapping[str, Any]) -> str | None:
+    """API Gateway's request id: what Powertools' ``correlation_paths.API_GATEWAY_HTTP`` selects, read
+    directly rather than through a JMESPath query on every invocation."""
+    request_context = event.get("requestContext")
+    value = request_context.get("requestId") if isinstance(request_context, Mapping) else None
+    return value if isinstance(value, str) else None
+
+
+@logger.inject_lambda_context(clear_state=True)
 @tracer.capture_lambda_handler(capture_response=False)
 @metrics.log_metrics(capture_cold_start_metric=True)
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    logger.set_correlation_id(request_id(event))
     direct = direct_response(event)
     if direct is not None:
         return direct
-    return asgi(event, context)  # type: ignore[arg-type]  # Powertools' and Mangum's context types agree at runtime
+    return asgi()(event, context)  # type: ignore[arg-type]  # Powertools' and Mangum's context types agree at runtime

@@ -109,7 +109,7 @@ class LambdaEnvironment:
             handler or image_cmd(),
         ]
         self._log = open(log_path, "ab") if log_path else subprocess.DEVNULL  # noqa: SIM115 - closed in stop()
-        self.process = subprocess.Popen(command, env=env, stdout=self._log, stderr=subprocess.STDOUT)  # noqa: S603
+        self.process = subprocess.Popen(command, env=env, stdout=self._log, stderr=subprocess.STDOUT)  # noqa: S603  # nosec B603  # fixed argv, no shell
         self._wait_listening()
 
     def _wait_listening(self, deadline_seconds: float = 10.0) -> None:
@@ -134,7 +134,7 @@ class LambdaEnvironment:
         )
         started = time.perf_counter()
         try:
-            with urllib.request.urlopen(request, timeout=timeout or self.timeout_seconds + 15) as response:  # noqa: S310
+            with urllib.request.urlopen(request, timeout=timeout or self.timeout_seconds + 15) as response:  # noqa: S310  # nosec B310  # loopback http only
                 status, body, headers = response.status, response.read(), response.headers
         except urllib.error.HTTPError as error:
             status, body, headers = error.code, error.read(), error.headers

@@ -45,7 +45,7 @@ INVOKE_SCOPE_NAME: Final = f"{RESOURCE_SERVER}/{INVOKE_SCOPE}"
 #: Symbols Cognito's policy counts that are also safe to paste into a shell inside single quotes.
 _PASSWORD_SYMBOLS: Final = "-_.=+~@%,:"  # noqa: S105 - an alphabet, not a password
 #: moto ignores credentials, but boto3 needs some; these keep any real ones from being used.
-_LOCAL_CREDENTIALS: Final = {"aws_access_key_id": "local", "aws_secret_access_key": "local"}
+_LOCAL_CREDENTIALS: Final = {"aws_access_key_id": "local", "aws_secret_access_key": "local"}  # nosec B105  # moto's stand-in credentials, not secrets
 
 
 class LocalCloudError(Exception):
@@ -303,7 +303,7 @@ class MotoServer:
                     f"moto server exited with code {self.process.returncode} before it was ready on {self.endpoint_url}"
                 )
             try:
-                with urllib.request.urlopen(f"{self.endpoint_url}/moto-api/", timeout=1.0):  # noqa: S310 - our loopback URL
+                with urllib.request.urlopen(f"{self.endpoint_url}/moto-api/", timeout=1.0):  # noqa: S310  # nosec B310  # our loopback URL
                     return
             except urllib.error.HTTPError:
                 return  # it answered: ready
@@ -373,7 +373,7 @@ def start_moto(
         log = log_path.open("ab")
     command = [sys.executable, "-m", "moto.server", "-H", host, "-p", str(port)]
     environment = {**os.environ, "MOTO_PORT": str(port)}
-    process = subprocess.Popen(  # noqa: S603 - fixed argv: this interpreter running moto
+    process = subprocess.Popen(  # noqa: S603  # nosec B603  # fixed argv: this interpreter running moto
         command,
         stdin=subprocess.DEVNULL,
         stdout=log or subprocess.DEVNULL,

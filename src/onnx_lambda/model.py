@@ -130,6 +130,10 @@ class OnnxModel:
             )
         except Exception as exc:  # onnxruntime raises its own, unexported exception types
             raise ModelLoadError(f"model {manifest.name!r} is not a loadable ONNX model: {exc}") from exc
+        # onnxruntime keeps the bytes a session was built from, only to rebuild it for other execution
+        # providers (which this service never asks for): the model's size in resident memory, for good.
+        if getattr(session, "_model_bytes", None) is not None:
+            session._model_bytes = None
         return cls(manifest, session)
 
     def validate(self, inputs: Mapping[str, np.ndarray], max_batch_size: int) -> None:

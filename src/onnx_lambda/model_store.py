@@ -561,7 +561,7 @@ class _S3Download:
             raise self._deadline_error(what)
 
     def _backoff(self, attempt: int, obj: _S3Object) -> None:
-        delay = random.uniform(0, min(_BACKOFF_CAP_SECONDS, _BACKOFF_BASE_SECONDS * 2**attempt))  # noqa: S311 - jitter
+        delay = random.uniform(0, min(_BACKOFF_CAP_SECONDS, _BACKOFF_BASE_SECONDS * 2**attempt))  # noqa: S311  # nosec B311  # jitter
         if time.monotonic() + delay >= self._deadline:
             raise self._deadline_error(str(obj))
         if self._stop.wait(delay):

@@ -41,6 +41,24 @@ def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
         dest="models",
         help=f"a model directory name to serve (default: {DEFAULT_MODELS})",
     )
+    # API Gateway + Lambda emulation (docs/emulator.md).
+    parser.add_argument(
+        "--lambda",
+        dest="use_lambda",
+        action="store_true",
+        help="serve through the API Gateway + Lambda emulator: template.yaml's routes and JWT authorizer in "
+        "front of real Lambda runtimes (the Runtime Interface Emulator running the image's CMD)",
+    )
+    parser.add_argument("--template", type=Path, default=Path("template.yaml"), help="with --lambda: the SAM template")
+    parser.add_argument(
+        "--lambda-concurrency", type=int, default=4, help="with --lambda: most execution environments (default 4)"
+    )
+    parser.add_argument(
+        "--lambda-idle-seconds",
+        type=float,
+        default=300.0,
+        help="with --lambda: stop an execution environment idle this long (default 300)",
+    )
 
 
 def serve_command(args: argparse.Namespace) -> int:
@@ -87,6 +105,20 @@ def serve_command(args: argparse.Namespace) -> int:
             jwt_jwks_url=stack.jwks_url,
             jwt_audience=[stack.user_client_id, stack.m2m_client_id],
         )
+        if args.use_lambda:
+            from onnx_lambda.emulator.local import serve_lambda
+
+            _print_next_steps(args.host, args.port, [p.name for p in published], stack.username, state_path)
+            serve_lambda(
+                settings,
+                host=args.host,
+                port=args.port,
+                template=args.template,
+                max_concurrency=args.lambda_concurrency,
+                idle_seconds=args.lambda_idle_seconds,
+                log_dir=state_path.parent / "lambda-logs",
+            )
+            return 0
         registry = load_registry(settings)
         app = create_app(registry, settings)
         _print_next_steps(args.host, args.port, [p.name for p in published], stack.username, state_path)

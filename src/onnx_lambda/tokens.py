@@ -192,7 +192,7 @@ def machine_token(
         },
     )
     try:
-        with urllib.request.urlopen(request, timeout=TOKEN_ENDPOINT_TIMEOUT_SECONDS) as response:  # noqa: S310
+        with urllib.request.urlopen(request, timeout=TOKEN_ENDPOINT_TIMEOUT_SECONDS) as response:  # noqa: S310  # nosec B310  # scheme checked by _check_token_url
             body = response.read(1024 * 1024)
     except urllib.error.HTTPError as error:
         raise TokenError(f"the token endpoint refused the request: HTTP {error.code} {_oauth_error(error)}") from None
@@ -226,7 +226,7 @@ def _cognito_client(region: str, endpoint_url: str | None) -> Any:
             region_name=region,
             endpoint_url=endpoint_url,
             aws_access_key_id="local",
-            aws_secret_access_key="local",  # noqa: S106 - moto's stand-in, not a secret
+            aws_secret_access_key="local",  # noqa: S106  # nosec B106  # moto's stand-in, not a secret
         )
     return boto3.client("cognito-idp", region_name=region, config=Config(signature_version=UNSIGNED))
 

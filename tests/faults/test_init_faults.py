@@ -8,15 +8,21 @@ budget, and never answer a request (health included) with a half-loaded set of m
 
 from __future__ import annotations
 
+import json
 import uuid
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import pytest
+from mangum import Mangum
 
+from onnx_lambda.apigateway_event import build_event
+from onnx_lambda.app import create_app
 from onnx_lambda.config import ModelSource, Settings
+from onnx_lambda.invoke import LambdaContext
 from onnx_lambda.lambda_runtime import LambdaEnvironment
 from onnx_lambda.manifest import MANIFEST_FILE, MODEL_FILE
+from onnx_lambda.registry import ModelRegistry
 from tests.faults.support import (
     TABULAR,
     Published,
@@ -139,3 +145,18 @@ def test_slow_s3_fails_init_then_a_later_init_recovers(
     assert stalled >= 2, "the stalled read should have been retried before the deadline"
     assert not recovered.function_error, recovered.payload
     assert recovered.payload["statusCode"] == 200
+
+
+def test_an_app_whose_models_did_not_load_answers_only_health(tmp_path: Path) -> None:
+    """The app's own gate, behind Mangum as in the handler: not ready, and 503 for every model route."""
+    settings = Settings(models=[ModelSource(uri="s3://b/k?versionId=v", sha256="0" * 64)])
+    handler = Mangum(create_app(ModelRegistry(), settings), lifespan="off")
+
+    ready = handler(health_event(), LambdaContext())  # type: ignore[arg-type]
+    assert ready["statusCode"] == 503
+    assert "not ready" in json.loads(ready["body"])["error"]
+    live = handler(build_event(method="GET", path="/v2/health/live", route_key="GET /v2/health/live"), LambdaContext())  # type: ignore[arg-type]
+    assert live["statusCode"] == 200
+    infer = handler(infer_event(TABULAR, tabular_body()), LambdaContext())  # type: ignore[arg-type]
+    assert infer["statusCode"] == 503
+    assert "not loaded" in json.loads(infer["body"])["error"]

@@ -83,3 +83,71 @@ def local_service(models_dir: Path, tmp_path_factory: pytest.TempPathFactory) ->
             os.killpg(process.pid, signal.SIGKILL)
             process.wait()
         log.close()
+
+
+@dataclass(frozen=True)
+class LambdaService(LocalService):
+    """`onnx-lambda serve --lambda`: the same stack behind the API Gateway + Lambda emulator."""
+
+    log: Path
+
+    def report_lines(self) -> list[str]:
+        """The emulator's Lambda REPORT lines so far, one per invocation."""
+        return [line for line in self.log.read_text().splitlines() if line.startswith("REPORT RequestId:")]
+
+
+@pytest.fixture(scope="session")
+def lambda_service(models_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[LambdaService]:
+    home = tmp_path_factory.mktemp("serve-lambda")
+    port = free_port()
+    env = {
+        **os.environ,
+        "ONNX_LAMBDA_STATE_FILE": str(home / "local-stack.json"),
+        "XDG_CACHE_HOME": str(home / "cache"),
+        "PYTHONUNBUFFERED": "1",
+    }
+    log_path = home / "serve.log"
+    log = open(log_path, "wb")  # noqa: SIM115 - closed below
+    process = subprocess.Popen(
+        [
+            *(sys.executable, "-m", "onnx_lambda.cli", "serve", "--lambda", "--lambda-concurrency", "2"),
+            *("--port", str(port), "--moto-port", str(free_port())),
+        ],
+        cwd=ROOT,
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 120
+        while True:
+            if process.poll() is not None:
+                pytest.fail(f"serve --lambda exited with {process.returncode}:\n{log_path.read_text()}")
+            try:  # the first request is the first environment's cold start
+                if httpx.get(f"{url}/v2/health/ready", timeout=30).status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            if time.monotonic() > deadline:
+                pytest.fail(f"serve --lambda did not become ready:\n{log_path.read_text()}")
+            time.sleep(0.2)
+        token = subprocess.run(
+            [sys.executable, "-m", "onnx_lambda.cli", "token"],
+            cwd=ROOT,
+            env=env,
+            capture_output=True,
+            text=True,
+            check=True,
+            timeout=60,
+        ).stdout.strip()
+        yield LambdaService(url=url, token=token, env=env, state_file=home / "local-stack.json", log=log_path)
+    finally:
+        os.killpg(process.pid, signal.SIGINT)
+        try:
+            process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
+        log.close()

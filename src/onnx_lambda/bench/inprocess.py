@@ -106,8 +106,12 @@ class InProcessBench:
     ) -> None:
         samples = interleave(cases, seconds=seconds or self.config.seconds)
         raw, ours = (summarize(samples[name], items_per_call=items) for name in cases)
-        self.results.append({"group": group, "case": case, "items": items, "raw": raw.as_dict(), "ours": ours.as_dict()})
-        print(f"  {group:<12} {case:<28} raw p50 {raw.p50_ms:8.3f} ms   ours p50 {ours.p50_ms:8.3f} ms", file=sys.stderr)
+        self.results.append(
+            {"group": group, "case": case, "items": items, "raw": raw.as_dict(), "ours": ours.as_dict()}
+        )
+        print(
+            f"  {group:<12} {case:<28} raw p50 {raw.p50_ms:8.3f} ms   ours p50 {ours.p50_ms:8.3f} ms", file=sys.stderr
+        )
 
     # --- sections ---------------------------------------------------------------------------------
 
@@ -204,17 +208,23 @@ class InProcessBench:
         max_length = manifest.tokenizer.max_length if manifest.tokenizer else 256
         embedders = {name: RawEmbedder(model_dir, options, max_length) for name, options in variants.items()}
         table: dict[str, Any] = {"run": {}, "create_seconds": {}}
-        for case, texts in (("short sentence", [workloads.SHORT_SENTENCE]), ("batch of 32", list(workloads.BATCH_TEXTS))):
+        for case, texts in (
+            ("short sentence", [workloads.SHORT_SENTENCE]),
+            ("batch of 32", list(workloads.BATCH_TEXTS)),
+        ):
             samples = interleave(
                 {name: lambda e=embedder, t=texts: e(t) for name, embedder in embedders.items()},  # type: ignore[misc]
                 seconds=self.config.seconds * 2,
             )
-            table["run"][case] = {name: summarize(s, items_per_call=len(texts)).as_dict() for name, s in samples.items()}
+            table["run"][case] = {
+                name: summarize(s, items_per_call=len(texts)).as_dict() for name, s in samples.items()
+            }
         model_bytes = (model_dir / MODEL_FILE).read_bytes()
         for level in ("disable", "basic", "extended", "all"):
             options = session_options(self.config.threads, level)  # type: ignore[arg-type]
             table["create_seconds"][level] = _median_seconds(
-                lambda o=options: ort.InferenceSession(model_bytes, o, providers=["CPUExecutionProvider"]), 3  # type: ignore[misc]
+                lambda o=options: ort.InferenceSession(model_bytes, o, providers=["CPUExecutionProvider"]),
+                3,  # type: ignore[misc]
             )
         # A model optimized once at publish time and loaded with optimizations off: what cold start saves.
         with tempfile.TemporaryDirectory(prefix="onnx-lambda-bench-") as scratch:

@@ -84,7 +84,7 @@ def interleave(
         warm = time_calls(call, 3)
         spent = sum(warm)
         while spent < warmup_seconds:
-            more = time_calls(call, max(1, int(len(warm))))
+            more = time_calls(call, max(1, len(warm)))
             warm.extend(more)
             spent += sum(more)
         per_call[name] = float(np.median(warm))

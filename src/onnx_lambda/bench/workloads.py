@@ -25,7 +25,7 @@ TABULAR_ROWS = (1, 1000)
 CLAIMS = {
     "sub": "bench0client0id",
     "client_id": "bench0client0id",
-    "token_use": "access",
+    "token_use": "access",  # nosec B105  # a claim value, not a password
     "scope": "inference/invoke",
     "iss": "https://cognito-idp.us-east-1.amazonaws.com/us-east-1_BENCH",
     "exp": "4102444800",
@@ -92,7 +92,9 @@ def long_text(tokenizer: Tokenizer, tokens: int = LONG_TOKENS) -> str:
         text = f"{text} {_PARAGRAPH}"
     encoding = plain.encode(text)
     # Word tokens are everything between [CLS] and [SEP]; keep tokens - 2 of them and cut the text there.
-    words = [offset for offset, special in zip(encoding.offsets, encoding.special_tokens_mask, strict=True) if not special]
+    words = [
+        offset for offset, special in zip(encoding.offsets, encoding.special_tokens_mask, strict=True) if not special
+    ]
     cut = words[tokens - 3][1]
     candidate = text[:cut]
     count = len(plain.encode(candidate).ids)

@@ -25,13 +25,15 @@ def write_chart(
     from matplotlib.ticker import FuncFormatter
 
     plt.rcParams.update({"svg.hashsalt": "onnx-lambda", "font.size": 9})
-    figure, axes = plt.subplots(figsize=(8, 4.8), dpi=100)
-    styles = ("-", "--", "-.", ":")
+    figure, axes = plt.subplots(figsize=(10, 4.8), dpi=100)
+    colours = ("tab:blue", "tab:orange", "tab:green", "tab:red")
     for index, (label, costs) in enumerate(series.items()):
-        axes.plot(volumes, costs, styles[index % len(styles)], linewidth=1.8, label=label)
+        # Series come in pairs (whole stack, compute tier): one colour per option, dashed for the tier.
+        style = "-" if index % 2 == 0 else "--"
+        axes.plot(volumes, costs, style, color=colours[(index // 2) % len(colours)], linewidth=1.6, label=label)
     for volume, cost, label in marks:
         axes.plot([volume], [cost], "o", color="black", markersize=4)
-        axes.annotate(label, (volume, cost), textcoords="offset points", xytext=(6, -12), fontsize=8)
+        axes.annotate(label, (volume, cost), textcoords="offset points", xytext=(-8, 6), ha="right", fontsize=8)
     axes.set_xscale("log")
     axes.set_yscale("log")
     axes.set_xlabel("requests per month")
@@ -40,7 +42,7 @@ def write_chart(
     axes.xaxis.set_major_formatter(FuncFormatter(_volume_label))
     axes.yaxis.set_major_formatter(FuncFormatter(lambda value, _: f"${value:,.2f}" if value < 1 else f"${value:,.0f}"))
     axes.grid(True, which="major", linewidth=0.5, alpha=0.6)
-    axes.legend(loc="upper left", frameon=False)
+    axes.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False, fontsize=8)
     figure.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     figure.savefig(path, format="png", metadata={"Software": None})

@@ -1,10 +1,10 @@
 """``onnx-lambda cost``: the monthly bill for a volume, the SageMaker comparison, and docs/cost.md.
 
-    onnx-lambda cost                          # 10M requests a month, template.yaml's defaults
-    onnx-lambda cost --requests 250M --memory 3008 --architecture arm64 --cold-start-rate 0.002
-    onnx-lambda cost --duration-ms 40 --response-kb 300   # your own measured figures
-    onnx-lambda cost --measure-threads        # re-measure the handler at 1 and 2 threads first
-    onnx-lambda cost --write-docs docs        # regenerate docs/cost.md and docs/cost.png (make cost)
+onnx-lambda cost                          # 10M requests a month, template.yaml's defaults
+onnx-lambda cost --requests 250M --memory 3008 --architecture arm64 --cold-start-rate 0.002
+onnx-lambda cost --duration-ms 40 --response-kb 300   # your own measured figures
+onnx-lambda cost --measure-threads        # re-measure the handler at 1 and 2 threads first
+onnx-lambda cost --write-docs docs        # regenerate docs/cost.md and docs/cost.png (make cost)
 """
 
 from __future__ import annotations
@@ -59,37 +59,63 @@ def add_cost_arguments(parser: argparse.ArgumentParser) -> None:
     defaults = Scenario()
     parser.description = __doc__
     parser.formatter_class = argparse.RawDescriptionHelpFormatter
-    parser.add_argument("--requests", type=request_volume, default=defaults.requests_per_month,
-                        help="requests a month: 250000, 250k, 10M, 1.5B (default 10M)")
-    parser.add_argument("--workload", choices=sorted(WORKLOAD_LABELS), default=defaults.workload,
-                        help="the measured request type the duration comes from (default %(default)s)")
+    parser.add_argument(
+        "--requests",
+        type=request_volume,
+        default=defaults.requests_per_month,
+        help="requests a month: 250000, 250k, 10M, 1.5B (default 10M)",
+    )
+    parser.add_argument(
+        "--workload",
+        choices=sorted(WORKLOAD_LABELS),
+        default=defaults.workload,
+        help="the measured request type the duration comes from (default %(default)s)",
+    )
     parser.add_argument("--memory", type=_memory, default=defaults.memory_mb, help="MB (default %(default)s)")
-    parser.add_argument("--architecture", choices=("x86_64", "arm64"), default=defaults.architecture,
-                        help="arm64 is priced lower; its speed is assumed equal (measured on x86_64)")
+    parser.add_argument(
+        "--architecture",
+        choices=("x86_64", "arm64"),
+        default=defaults.architecture,
+        help="arm64 is priced lower; its speed is assumed equal (measured on x86_64)",
+    )
     parser.add_argument("--duration-ms", type=float, help="warm invocation time at this memory (default: modelled)")
     parser.add_argument("--init-ms", type=float, help="INIT time at this memory (default: modelled)")
-    parser.add_argument("--cold-start-rate", type=float, default=defaults.cold_start_rate,
-                        help="share of invocations that are cold starts (default %(default)s)")
+    parser.add_argument(
+        "--cold-start-rate",
+        type=float,
+        default=defaults.cold_start_rate,
+        help="share of invocations that are cold starts (default %(default)s)",
+    )
     parser.add_argument("--request-kb", type=float, help="request body size (default: the workload's)")
     parser.add_argument("--response-kb", type=float, help="response body size (default: the workload's)")
     parser.add_argument("--provisioned-concurrency", type=int, default=defaults.provisioned_concurrency)
     parser.add_argument("--peak-to-average", type=float, default=defaults.peak_to_average)
     parser.add_argument("--user-maus", type=int, default=defaults.user_maus, help="Cognito monthly active users")
-    parser.add_argument("--m2m-callers", type=int, default=defaults.m2m_callers,
-                        help="processes calling with a cached machine token (default %(default)s)")
+    parser.add_argument(
+        "--m2m-callers",
+        type=int,
+        default=defaults.m2m_callers,
+        help="processes calling with a cached machine token (default %(default)s)",
+    )
     parser.add_argument("--m2m-app-clients", type=int, default=defaults.m2m_app_clients)
     parser.add_argument("--token-validity-minutes", type=int, default=defaults.token_validity_minutes)
     parser.add_argument("--log-bytes-per-request", type=int, default=defaults.log_bytes_per_request)
     parser.add_argument("--log-retention-days", type=int, default=defaults.log_retention_days)
     parser.add_argument("--no-canary", action="store_true", help="leave out the synthetic canary")
     parser.add_argument("--free-tier", action="store_true", help="apply the always-free tiers")
-    parser.add_argument("--sagemaker-instance", default=defaults.sagemaker_instance,
-                        help="real-time instance type in the price file (default %(default)s)")
+    parser.add_argument(
+        "--sagemaker-instance",
+        default=defaults.sagemaker_instance,
+        help="real-time instance type in the price file (default %(default)s)",
+    )
     parser.add_argument("--sagemaker-min-instances", type=int, default=defaults.sagemaker_min_instances)
     parser.add_argument("--prices", type=Path, help="a price file (default: the packaged prices.json)")
     parser.add_argument("--root", type=Path, default=Path(), help="the repository, for bench/ (default: .)")
-    parser.add_argument("--measure-threads", action="store_true",
-                        help="measure the handler at 1 and 2 threads first (needs models/ and events/)")
+    parser.add_argument(
+        "--measure-threads",
+        action="store_true",
+        help="measure the handler at 1 and 2 threads first (needs models/ and events/)",
+    )
     parser.add_argument("--write-docs", type=Path, metavar="DIR", help="write DIR/cost.md and DIR/cost.png")
     parser.add_argument("--json", action="store_true", help="print the breakdown as JSON")
 

@@ -112,23 +112,29 @@ def read_thread_scaling(path: Path) -> Measurements:
 def cold_start_from_bench(document: Any) -> float | None:
     """Our cold start (exec to first response, ms) from a ``make bench`` report, if it has one.
 
-    The bench's report is read defensively: any object under a key naming the cold start that
-    carries a total in milliseconds for our path (not the raw reference) is taken.
+    The bench's report is read defensively: a ``total_ms`` under a key naming the cold start, on our
+    side (not the ``raw`` reference) and not for the fp32 model, is taken; the largest if several.
     """
     found: list[float] = []
 
     def walk(node: Any, path: tuple[str, ...]) -> None:
         if isinstance(node, Mapping):
+            if "fp32" in str(node.get("model", "")):
+                return
             for key, value in node.items():
                 walk(value, (*path, str(key).lower()))
         elif isinstance(node, list):
             for item in node:
                 walk(item, path)
-        elif isinstance(node, int | float) and not isinstance(node, bool) and path:
-            joined = "/".join(path)
-            leaf = path[-1]
-            if "cold" in joined and "raw" not in joined and leaf in {"total_ms", "cold_start_ms", "p50_ms"}:
-                found.append(float(node))
+        elif (
+            isinstance(node, int | float)
+            and not isinstance(node, bool)
+            and path
+            and path[-1] == "total_ms"
+            and any("cold" in part for part in path)
+            and not any("raw" in part or "fp32" in part for part in path)
+        ):
+            found.append(float(node))
 
     walk(document, ())
     return max(found) if found else None

@@ -2,8 +2,9 @@
 
 Each candidate size gets a modelled warm time (:mod:`.lambda_sizing`) and the compute-tier cost of a
 million requests at it. The advice is the cheapest size whose warm time is within ``tolerance`` of
-the fastest candidate's. Sizes other than 1,769 MB and 3,538 MB (1 and 2 vCPUs, the measured points)
-are modelled, and the report says so next to every figure.
+the fastest candidate's, among sizes whose modelled INIT stays within half of Lambda's 10-second
+INIT limit (a slower init risks timing out on a busy host). Sizes other than 1,769 MB and 3,538 MB
+(1 and 2 vCPUs, the measured points) are modelled, and the report says so next to every figure.
 """
 
 from __future__ import annotations
@@ -16,6 +17,8 @@ from onnx_lambda.cost.model import Scenario, lambda_compute_cost, resolve
 from onnx_lambda.cost.prices import PriceBook
 
 DEFAULT_TOLERANCE = 0.25
+#: Half of Lambda's 10 s INIT limit: a size whose modelled INIT exceeds it is never advised.
+MAX_INIT_MS = 5_000.0
 
 
 @dataclass(frozen=True)
@@ -64,6 +67,8 @@ def advise(
             )
         )
     fastest = min(option.warm_ms for option in options)
-    eligible = [option for option in options if option.warm_ms <= fastest * (1 + tolerance)]
+    eligible = [o for o in options if o.warm_ms <= fastest * (1 + tolerance) and o.init_ms <= MAX_INIT_MS]
+    if not eligible:
+        raise ValueError(f"no memory size keeps the modelled INIT under {MAX_INIT_MS:,.0f} ms")
     recommended = min(eligible, key=lambda option: (round(option.per_million, 6), option.memory_mb))
     return MemoryAdvice(scenario.workload, tuple(options), recommended, tolerance)

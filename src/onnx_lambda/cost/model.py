@@ -45,6 +45,10 @@ CANARY_TOKENS_PER_MONTH: Final = HOURS_PER_MONTH
 CANARY_MEMORY_GB: Final = 0.25
 CANARY_SECONDS_PER_RUN: Final = 1.0
 SAGEMAKER_SERVERLESS_MAX_GB: Final = 6
+#: A proxy function between an HTTP API and a SageMaker endpoint: 128 MB arm64, waiting on InvokeEndpoint.
+PROXY_MEMORY_GB: Final = 0.125
+#: SageMaker Runtime's round trip on top of the model's own time (assumed).
+PROXY_OVERHEAD_MS: Final = 15.0
 
 Architecture = Literal["x86_64", "arm64"]
 Tier = Literal["compute", "front door", "auth", "observability", "model storage"]
@@ -320,6 +324,45 @@ def sagemaker_realtime_cost(scenario: Scenario, measurements: Measurements, pric
     return sagemaker_instances(scenario, measurements, prices) * hourly * HOURS_PER_MONTH
 
 
+def stack_cost(scenario: Scenario, measurements: Measurements, prices: PriceBook) -> float:
+    return stack_breakdown(scenario, measurements, prices).total
+
+
+def sagemaker_front_door_cost(scenario: Scenario, measurements: Measurements, prices: PriceBook) -> float:
+    """What a SageMaker option needs besides its compute: this stack without the inference function's tier.
+
+    An HTTP API can't integrate a SageMaker endpoint, so the API costs the cheaper of a REST API (an AWS
+    service integration; the first volume tier, up to 333M a month, is applied throughout) and the HTTP
+    API plus a small proxy function (:data:`PROXY_MEMORY_GB` arm64, running for the model's time plus
+    :data:`PROXY_OVERHEAD_MS`). Cognito, logs, metrics, traces and data transfer are unchanged.
+    """
+    breakdown = stack_breakdown(scenario, measurements, prices)
+    http = [item for item in breakdown.items if item.price_key == "api_gateway.http_request"]
+    http_usd = sum(item.usd for item in http)
+    calls = sum(item.quantity for item in http)
+    rest = calls * prices["api_gateway.rest_request"].usd
+    proxy = calls * proxy_cost_per_request(scenario, measurements, prices)
+    return breakdown.total - breakdown.tier_total("compute") - http_usd + min(rest, http_usd + proxy)
+
+
+def proxy_cost_per_request(scenario: Scenario, measurements: Measurements, prices: PriceBook) -> float:
+    """One call through the proxy function in front of a SageMaker endpoint: request fee and duration."""
+    seconds = billed_ms(resolve(scenario, measurements).warm_ms + PROXY_OVERHEAD_MS) / 1000
+    return prices["lambda.request"].usd + seconds * PROXY_MEMORY_GB * prices["lambda.duration.arm64"].usd
+
+
+def sagemaker_serverless_stack_cost(scenario: Scenario, measurements: Measurements, prices: PriceBook) -> float:
+    return sagemaker_front_door_cost(scenario, measurements, prices) + sagemaker_serverless_cost(
+        scenario, measurements, prices
+    )
+
+
+def sagemaker_realtime_stack_cost(scenario: Scenario, measurements: Measurements, prices: PriceBook) -> float:
+    return sagemaker_front_door_cost(scenario, measurements, prices) + sagemaker_realtime_cost(
+        scenario, measurements, prices
+    )
+
+
 CostFunction = Callable[[Scenario, Measurements, PriceBook], float]
 
 #: The compute tiers compared in the report, by label.
@@ -327,6 +370,12 @@ ALTERNATIVES: Final[dict[str, CostFunction]] = {
     "Lambda (this service)": lambda_compute_cost,
     "SageMaker Serverless": sagemaker_serverless_cost,
     "SageMaker real-time": sagemaker_realtime_cost,
+}
+#: The same three as whole stacks: each with Cognito, logs, metrics, traces and its API in front.
+WHOLE_STACKS: Final[dict[str, CostFunction]] = {
+    "Lambda (this service)": stack_cost,
+    "SageMaker Serverless": sagemaker_serverless_stack_cost,
+    "SageMaker real-time": sagemaker_realtime_stack_cost,
 }
 
 

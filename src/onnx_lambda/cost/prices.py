@@ -118,7 +118,9 @@ def _price(key: str, entry: Mapping[str, Any]) -> Price:
     usd = entry["usd"]
     if not isinstance(usd, int | float) or usd < 0:
         raise PriceBookError(f"{key}: usd must be a non-negative number, got {usd!r}")
-    tiers = tuple(Tier(None if t["up_to"] is None else float(t["up_to"]), float(t["usd"])) for t in entry.get("tiers", ()))
+    tiers = tuple(
+        Tier(None if t["up_to"] is None else float(t["up_to"]), float(t["usd"])) for t in entry.get("tiers", ())
+    )
     known = {"usd", "per", "source", "checked", "confidence", "note", "tiers"}
     return Price(
         key=key,

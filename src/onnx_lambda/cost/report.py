@@ -15,20 +15,28 @@ from typing import Final
 from onnx_lambda.cost.chart import write_chart
 from onnx_lambda.cost.lambda_sizing import MB_PER_VCPU, billed_ms
 from onnx_lambda.cost.measurements import WORKLOAD_LABELS, Measurements
-from onnx_lambda.cost.memory_advice import MemoryAdvice, advise
+from onnx_lambda.cost.memory_advice import MAX_INIT_MS, MemoryAdvice, advise
 from onnx_lambda.cost.model import (
     ALTERNATIVES,
     HOURS_PER_MONTH,
+    PROXY_MEMORY_GB,
+    PROXY_OVERHEAD_MS,
+    WHOLE_STACKS,
     Breakdown,
     BreakEven,
     Scenario,
     at_volume,
     break_even,
     lambda_compute_cost,
+    proxy_cost_per_request,
+    resolve,
     sagemaker_instances,
     sagemaker_realtime_cost,
+    sagemaker_realtime_stack_cost,
     sagemaker_serverless_cost,
+    sagemaker_serverless_stack_cost,
     stack_breakdown,
+    stack_cost,
 )
 from onnx_lambda.cost.prices import PriceBook
 
@@ -79,19 +87,20 @@ def break_even_text(result: BreakEven, first: str, second: str) -> str:
 def write_docs(directory: Path, scenario: Scenario, measurements: Measurements, prices: PriceBook) -> tuple[Path, Path]:
     """Write ``cost.md`` and ``cost.png`` into ``directory``; returns their paths."""
     chart = directory / CHART_FILE
-    lambda_vs_realtime = break_even(lambda_compute_cost, sagemaker_realtime_cost, scenario, measurements, prices)
+    series: dict[str, list[float]] = {}
+    for label in WHOLE_STACKS:
+        whole, compute = WHOLE_STACKS[label], ALTERNATIVES[label]
+        series[f"{label}, whole stack"] = [whole(at_volume(scenario, v), measurements, prices) for v in CHART_VOLUMES]
+        series[f"{label}, compute tier"] = [
+            compute(at_volume(scenario, v), measurements, prices) for v in CHART_VOLUMES
+        ]
     write_chart(
         chart,
         CHART_VOLUMES,
-        {
-            "this service, whole stack": [stack_breakdown(at_volume(scenario, v), measurements, prices).total
-                                          for v in CHART_VOLUMES],
-            **{f"{label}, compute tier": [cost(at_volume(scenario, v), measurements, prices) for v in CHART_VOLUMES]
-               for label, cost in ALTERNATIVES.items()},
-        },  # fmt: skip
+        series,
         title=f"{WORKLOAD_LABELS.get(scenario.workload, scenario.workload)}, {scenario.memory_mb} MB "
         f"{scenario.architecture}, {scenario.cold_start_rate:.1%} cold starts",
-        marks=_marks(lambda_vs_realtime, scenario, measurements, prices),
+        marks=_marks(scenario, measurements, prices),
     )
     document = render(scenario, measurements, prices)
     path = directory / DOC_FILE
@@ -99,13 +108,18 @@ def write_docs(directory: Path, scenario: Scenario, measurements: Measurements, 
     return path, chart
 
 
-def _marks(
-    result: BreakEven, scenario: Scenario, measurements: Measurements, prices: PriceBook
-) -> list[tuple[float, float, str]]:
-    if result.kind != "crosses" or result.volume is None:
-        return []
-    cost = sagemaker_realtime_cost(at_volume(scenario, result.volume), measurements, prices)
-    return [(result.volume, cost, f"break-even {volume(result.volume)}/month")]
+def _marks(scenario: Scenario, measurements: Measurements, prices: PriceBook) -> list[tuple[float, float, str]]:
+    """The break-even points against the always-on endpoint, where the curves cross."""
+    marks = []
+    for first, second, label in (
+        (stack_cost, sagemaker_realtime_stack_cost, "whole stack"),
+        (lambda_compute_cost, sagemaker_realtime_cost, "compute"),
+    ):
+        result = break_even(first, second, scenario, measurements, prices)
+        if result.kind == "crosses" and result.volume is not None:
+            cost = second(at_volume(scenario, result.volume), measurements, prices)
+            marks.append((result.volume, cost, f"{label} break-even {volume(result.volume)}"))
+    return marks
 
 
 def render(scenario: Scenario, measurements: Measurements, prices: PriceBook) -> str:
@@ -135,6 +149,18 @@ def render(scenario: Scenario, measurements: Measurements, prices: PriceBook) ->
     return "\n".join(lines).rstrip("\n") + "\n"
 
 
+def _break_evens(scenario: Scenario, measurements: Measurements, prices: PriceBook) -> list[str]:
+    lines = []
+    for basis_label, ours, serverless, realtime in (
+        ("whole stack", stack_cost, sagemaker_serverless_stack_cost, sagemaker_realtime_stack_cost),
+        ("compute tier", lambda_compute_cost, sagemaker_serverless_cost, sagemaker_realtime_cost),
+    ):
+        for other, name in ((realtime, "SageMaker real-time"), (serverless, "SageMaker Serverless")):
+            result = break_even(ours, other, scenario, measurements, prices)
+            lines.append(f"{basis_label}: {break_even_text(result, 'Lambda', name)}")
+    return lines
+
+
 def _summary(
     scenario: Scenario,
     worked: Sequence[Breakdown],
@@ -144,9 +170,6 @@ def _summary(
 ) -> str:
     totals = ", ".join(f"{money(b.total)} at {volume(b.scenario.requests_per_month)}" for b in worked)
     per_million = ", ".join(money(b.per_million) for b in worked)
-    realtime = break_even(lambda_compute_cost, sagemaker_realtime_cost, scenario, measurements, prices)
-    serverless = break_even(lambda_compute_cost, sagemaker_serverless_cost, scenario, measurements, prices)
-    instance = scenario.sagemaker_instance
     chosen = advice.get(scenario.workload)
     memory_line = ""
     if chosen is not None:
@@ -155,18 +178,18 @@ def _summary(
             f"- Memory: **{pick.memory_mb} MB** for {WORKLOAD_LABELS.get(chosen.workload, chosen.workload)} "
             f"({pick.basis}; see [Memory size](#memory-size)).\n"
         )
+    evens = "".join(f"- Break-even, {line}.\n" for line in _break_evens(scenario, measurements, prices))
     return (
         "## Summary\n\n"
         f"For {WORKLOAD_LABELS.get(scenario.workload, scenario.workload)} at {scenario.memory_mb} MB "
         f"({scenario.architecture}), {scenario.cold_start_rate:.1%} cold starts and {scenario.m2m_callers} machine "
         "callers:\n\n"
         f"- The whole stack costs {totals} requests a month: {per_million} per million requests.\n"
-        f"- Compute tier against an always-on SageMaker endpoint ({scenario.sagemaker_min_instances} x {instance} "
-        f"minimum): {break_even_text(realtime, 'Lambda', 'SageMaker real-time')}.\n"
-        f"- Compute tier against SageMaker Serverless Inference: "
-        f"{break_even_text(serverless, 'Lambda', 'SageMaker Serverless')} (before SageMaker's own front door, "
-        "see [Against SageMaker](#against-sagemaker)).\n"
+        f"{evens}"
         f"{memory_line}"
+        f"\nSageMaker real-time is {scenario.sagemaker_min_instances} x {scenario.sagemaker_instance} or more, "
+        'always on; "whole stack" puts the same Cognito, logs, metrics and traces around each option, with the '
+        "cheapest API that can call SageMaker in front of it (see [Against SageMaker](#against-sagemaker)).\n"
     )
 
 
@@ -192,7 +215,8 @@ def _inputs(scenario: Scenario, measurements: Measurements) -> str:
     ]
     if measurements.cold_start_ms is not None:
         rows.append(
-            f"Cold start from `make bench` ({measurements.bench_source}): {measurements.cold_start_ms:,.0f} ms from exec to "
+            f"Cold start from `make bench` ({measurements.bench_source}): {measurements.cold_start_ms:,.0f} ms "
+            "from exec to "
             "the first response, model from local S3; INIT is this, scaled by the CPU share like the init above."
         )
     else:
@@ -214,7 +238,8 @@ def _inputs(scenario: Scenario, measurements: Measurements) -> str:
         f"and the API access-log line estimated), kept {scenario.log_retention_days} days |",
         f"| metrics, alarms, dashboards | {scenario.custom_metrics}, {scenario.alarms}, {scenario.dashboards} "
         "(template.yaml) |",
-        f"| S3 per cold start | {scenario.s3_gets_per_cold_start} GETs (model.onnx in 8 MiB ranges, tokenizer, manifest) |",
+        f"| S3 per cold start | {scenario.s3_gets_per_cold_start} GETs "
+        "(model.onnx in 8 MiB ranges, tokenizer, manifest) |",
         "| synthetic canary | every 5 minutes: one inference call, its own 256 MB arm64 function, one token an hour |",
         f"| free tiers | {'applied' if scenario.free_tier else 'not applied (they are per account and shared)'} |",
         "",
@@ -230,7 +255,8 @@ def _worked(worked: Sequence[Breakdown], prices: PriceBook) -> str:
         rows += [
             f"### {volume(requests)} requests a month\n",
             f"Warm invocation {resolved.warm_ms:.3f} ms ({resolved.warm_basis}), billed "
-            f"{billed_ms(resolved.warm_ms)} ms; INIT {resolved.init_ms:,.0f} ms ({billed_ms(resolved.init_ms)} ms billed).",
+            f"{billed_ms(resolved.warm_ms)} ms; INIT {resolved.init_ms:,.0f} ms "
+            f"({billed_ms(resolved.init_ms)} ms billed).",
             "",
             "| tier | item | quantity | unit price | per month |",
             "|---|---|---:|---:|---:|",
@@ -256,52 +282,65 @@ def _worked(worked: Sequence[Breakdown], prices: PriceBook) -> str:
 
 
 def _comparison(scenario: Scenario, measurements: Measurements, prices: PriceBook) -> str:
-    realtime = break_even(lambda_compute_cost, sagemaker_realtime_cost, scenario, measurements, prices)
-    serverless = break_even(lambda_compute_cost, sagemaker_serverless_cost, scenario, measurements, prices)
     hourly = prices[f"sagemaker.{scenario.sagemaker_instance}"].usd
+    rest = prices["api_gateway.rest_request"].usd * 1e6
+    http = prices["api_gateway.http_request"].usd * 1e6
+    proxied = http + proxy_cost_per_request(scenario, measurements, prices) * 1e6
+    cheaper, door = ("proxy function", proxied) if proxied < rest else ("REST API", rest)
     rows = [
         "## Against SageMaker\n",
         f"![Monthly cost against volume]({CHART_FILE})",
         "",
-        "| requests a month | this service, whole stack | Lambda compute tier | SageMaker Serverless | "
-        "SageMaker real-time |",
-        "|---:|---:|---:|---:|---:|",
+        "Whole stack (each option with Cognito, logs, metrics, traces and its API in front):",
+        "",
+        "| requests a month | Lambda (this service) | SageMaker Serverless | SageMaker real-time |",
+        "|---:|---:|---:|---:|",
     ]
     for v in TABLE_VOLUMES:
         point = at_volume(scenario, v)
         rows.append(
-            f"| {volume(v)} | {money(stack_breakdown(point, measurements, prices).total)} | "
-            f"{money(lambda_compute_cost(point, measurements, prices))} | "
-            f"{money(sagemaker_serverless_cost(point, measurements, prices))} | "
-            f"{money(sagemaker_realtime_cost(point, measurements, prices))} "
-            f"({sagemaker_instances(point, measurements, prices)} x {scenario.sagemaker_instance}) |"
+            f"| {volume(v)} | "
+            + " | ".join(money(cost(point, measurements, prices)) for cost in WHOLE_STACKS.values())
+            + " |"
         )
-    rest = prices["api_gateway.rest_request"].usd * 1e6
-    http = prices["api_gateway.http_request"].usd * 1e6
     rows += [
         "",
-        "Break-even volumes (compute tier):",
+        "Compute tier only (what runs the model):",
         "",
-        f"- {break_even_text(realtime, 'Lambda', 'SageMaker real-time')}.",
-        f"- {break_even_text(serverless, 'Lambda', 'SageMaker Serverless')}.",
+        "| requests a month | Lambda (this service) | SageMaker Serverless | SageMaker real-time |",
+        "|---:|---:|---:|---:|",
+    ]
+    for v in TABLE_VOLUMES:
+        point = at_volume(scenario, v)
+        instances = sagemaker_instances(point, measurements, prices)
+        rows.append(
+            f"| {volume(v)} | {money(lambda_compute_cost(point, measurements, prices))} | "
+            f"{money(sagemaker_serverless_cost(point, measurements, prices))} | "
+            f"{money(sagemaker_realtime_cost(point, measurements, prices))} "
+            f"({instances} x {scenario.sagemaker_instance}) |"
+        )
+    rows += ["", "Break-even volumes:", ""]
+    rows += [f"- {line}." for line in _break_evens(scenario, measurements, prices)]
+    rows += [
         "",
         "How the alternatives are priced:",
         "",
-        f"- **SageMaker real-time**: {scenario.sagemaker_instance} at {money(hourly)} an hour, {HOURS_PER_MONTH} hours a "
-        f"month, at least {scenario.sagemaker_min_instances} instances (one per Availability Zone, as Lambda spreads "
-        "itself), more when the peak rate "
+        f"- **SageMaker real-time**: {scenario.sagemaker_instance} at {money(hourly)} an hour, "
+        f"{HOURS_PER_MONTH} hours a month, at least {scenario.sagemaker_min_instances} instances (so that the endpoint "
+        "spans Availability Zones, as Lambda does by itself), more when the peak rate "
         f"(average x {scenario.peak_to_average:g}) exceeds {scenario.sagemaker_target_utilisation:.0%} of capacity. "
         "Capacity is one model worker per vCPU, each taking the measured 1-thread handler time plus "
         f"{scenario.server_overhead_ms:g} ms of HTTP serving per request (modelled: the instance's vCPUs are not "
         "this machine's cores).",
         "- **SageMaker Serverless Inference**: the memory size rounded up to whole GB (1-6), the same warm time "
-        "as Lambda, billed per millisecond, plus data processed in and out; its cold starts are assumed free. "
-        "Its per-request compute is cheaper than Lambda's because it has no request fee and no billed INIT.",
-        f"- **The front door**: a SageMaker endpoint takes SigV4-signed calls, and an HTTP API can't integrate it, so a "
-        f"Cognito-authenticated API in front of it needs a REST API ({money(rest)} per million requests against the "
-        f"HTTP API's {money(http)}) or a proxy function in front of the endpoint (Lambda's request fee and duration "
-        "again). Cognito, logs, metrics and traces cost the same either way. The whole-stack figures above are "
-        "therefore a floor for either SageMaker option plus its front door.",
+        "as Lambda, billed per millisecond, plus data processed in and out; no request fee, and its cold starts are "
+        "assumed free (neither is confirmed on the AWS page).",
+        "- **The front door**: a SageMaker endpoint takes SigV4-signed calls and an HTTP API can't integrate it. "
+        f"The whole-stack figures use the cheaper of a REST API ({money(rest)} per million requests, an AWS "
+        f"service integration that keeps the Cognito authorizer) and the HTTP API ({money(http)} per million) with "
+        f"a {PROXY_MEMORY_GB * 1024:.0f} MB arm64 proxy function that waits for the endpoint (the model's time + "
+        f"{PROXY_OVERHEAD_MS:g} ms assumed); here the {cheaper} is cheaper, at {money(door)} per million requests. "
+        "Cognito, logs, metrics, traces and data transfer are the same for all three.",
         "",
     ]
     return "\n".join(rows)
@@ -315,7 +354,8 @@ def _memory(advice: dict[str, MemoryAdvice], scenario: Scenario) -> str:
         "sizes. *measured* = one of those two points, *interpolated* = between them, **modelled** = extrapolated",
         "below one vCPU (a time share of one core) or above two (more threads than were measured). The advice is the",
         f"cheapest size whose warm time is within {next(iter(advice.values())).tolerance:.0%} of the fastest size's "
-        f"(compute tier, {scenario.cold_start_rate:.1%} cold starts).",
+        f"(compute tier, {scenario.cold_start_rate:.1%} cold starts) and whose INIT stays under "
+        f"{MAX_INIT_MS / 1000:g} s, half of Lambda's 10 s INIT limit.",
         "",
     ]
     for name, result in sorted(advice.items()):
@@ -342,10 +382,13 @@ def _memory(advice: dict[str, MemoryAdvice], scenario: Scenario) -> str:
 
 def _sensitivity(scenario: Scenario, measurements: Measurements, prices: PriceBook) -> str:
     requests = WORKED_VOLUMES[-1]
+    resolved = resolve(scenario, measurements)
+    ratio = billed_ms(resolved.init_ms) / billed_ms(resolved.warm_ms)
     rows = [
         "## Sensitivity to the cold-start rate\n",
-        "INIT is billed, and at these warm times one cold start costs as much as hundreds of warm invocations. "
-        "The rate is per workload: steady traffic keeps environments warm for hours, bursts start new ones.",
+        f"INIT is billed: one cold start ({billed_ms(resolved.init_ms):,} ms) bills as much duration as {ratio:,.0f} "
+        f"warm invocations ({billed_ms(resolved.warm_ms)} ms each). The rate depends on the traffic: steady traffic "
+        "keeps execution environments warm for hours, bursts start new ones.",
         "",
         f"| cold-start rate | whole stack at {volume(requests)} | Lambda compute tier |",
         "|---:|---:|---:|",

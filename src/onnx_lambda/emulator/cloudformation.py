@@ -62,12 +62,12 @@ def _short_form(loader: yaml.SafeLoader, suffix: str, node: yaml.Node) -> dict[s
     return {name: value}
 
 
-_TemplateLoader.add_multi_constructor("!", _short_form)  # type: ignore[no-untyped-call]
+_TemplateLoader.add_multi_constructor("!", _short_form)
 
 
 def load_template(path: Path) -> dict[str, Any]:
     """The template as plain data, short-form tags included."""
-    document = yaml.load(path.read_text(encoding="utf-8"), Loader=_TemplateLoader)  # noqa: S506 - a SafeLoader
+    document = yaml.load(path.read_text(encoding="utf-8"), Loader=_TemplateLoader)  # noqa: S506  # nosec B506  # a SafeLoader
     if not isinstance(document, dict) or not isinstance(document.get("Resources"), dict):
         raise ValueError(f"{path} is not a CloudFormation template (no Resources)")
     return document

@@ -56,7 +56,7 @@ def serving_tokenizer(model_dir: Path) -> Tokenizer:
     tokenizer = Tokenizer.from_file(str(model_dir / TOKENIZER_FILE))
     tokenizer.no_padding()
     tokenizer.enable_truncation(max_length=MAX_TOKENS)
-    tokenizer.enable_padding(pad_id=0, pad_type_id=0, pad_token="[PAD]")  # noqa: S106 - BERT's pad token, not a secret
+    tokenizer.enable_padding(pad_id=0, pad_type_id=0, pad_token="[PAD]")  # noqa: S106  # nosec B106  # BERT's pad token, not a secret
     return tokenizer
 
 

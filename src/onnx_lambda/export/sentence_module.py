@@ -51,7 +51,7 @@ class SentenceEmbedding(torch.nn.Module):
 
 def load(model_dir: Path) -> SentenceEmbedding:
     # "eager" attention exports as plain MatMul/Softmax, the pattern onnxruntime's attention fusion knows.
-    encoder = transformers.AutoModel.from_pretrained(str(model_dir), attn_implementation="eager")
+    encoder = transformers.AutoModel.from_pretrained(str(model_dir), attn_implementation="eager")  # nosec B615  # a local directory from the pinned wheel, never the Hub
     return SentenceEmbedding(encoder).eval()
 
 

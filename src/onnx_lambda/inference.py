@@ -1,0 +1,232 @@
+"""The inference routes' work, free of any web framework: request bytes and headers in, a :class:`Reply` out.
+
+``POST /v1/embeddings`` and ``POST /v2/models/{name}[/versions/{v}]/infer`` carry the traffic. FastAPI's
+routes (``app.py``) call :class:`InferenceRoutes`, and so does the Lambda handler's direct path
+(``handler.py``), which answers these two routes straight from the API Gateway event. Both therefore
+answer with the same code, and the Lambda handler needs neither FastAPI nor Starlette to serve them:
+importing those is a quarter of a second of every cold start, so the handler builds the FastAPI app
+only when an event for any other route arrives.
+"""
+
+from __future__ import annotations
+
+import base64
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import orjson
+from pydantic import ValidationError
+
+from onnx_lambda import protocol
+from onnx_lambda.auth import JwtVerifier, Principal, bearer_token, principal_from_event, require_any_scope
+from onnx_lambda.config import Settings
+from onnx_lambda.errors import BadRequest, PayloadTooLarge, UnsupportedMediaType
+from onnx_lambda.observability import BATCH_SIZE, INFERENCE_TIME, TOKENS, logger, metrics, tracer
+from onnx_lambda.registry import ModelRegistry, ServedModel
+from onnx_lambda.schemas import JSON, EmbeddingsRequest
+
+#: Lower case, as both Starlette's headers and API Gateway's v2 events spell header names.
+BINARY_HEADER = "inference-header-content-length"
+_OPENAI_ERROR_TYPES = {401: "authentication_error", 403: "permission_error", 404: "not_found_error"}
+
+
+@dataclass(frozen=True, slots=True)
+class Reply:
+    """A response before any framework sees it; ``headers`` carries the content type."""
+
+    status: int
+    body: bytes
+    headers: dict[str, str] = field(default_factory=lambda: {"content-type": JSON})
+
+
+def json_reply(content: Any, status: int = 200) -> Reply:
+    """JSON written by orjson, numpy arrays included (no ``tolist()`` copy)."""
+    return Reply(status, orjson.dumps(content, option=orjson.OPT_SERIALIZE_NUMPY))
+
+
+def error_reply(status: int, message: str, headers: Mapping[str, str] | None = None, *, path: str = "") -> Reply:
+    """``{"error": "..."}`` as the Open Inference Protocol says; OpenAI's error object on ``/v1/``."""
+    if path.startswith("/v1/"):
+        kind = _OPENAI_ERROR_TYPES.get(status, "invalid_request_error" if status < 500 else "server_error")
+        body = orjson.dumps({"error": {"message": message, "type": kind, "param": None, "code": None}})
+    else:
+        body = protocol.error_body(message)
+    return Reply(status, body, {"content-type": JSON, **(headers or {})})
+
+
+def internal_error_reply(request_id: str, path: str) -> Reply:
+    """The 500 for an unexpected failure: the request id to quote, nothing of the failure itself."""
+    return error_reply(500, f"internal error; request id {request_id}", {"x-request-id": request_id}, path=path)
+
+
+#: Who is calling, from the request's headers and, on Lambda, the API Gateway event.
+Authenticate = Callable[[Mapping[str, str], Mapping[str, Any] | None], Principal]
+
+
+def make_authenticator(settings: Settings) -> Authenticate:
+    """The same authorizer rules in both places: API Gateway's verified claims, or our own JWT check."""
+    if settings.auth_mode == "apigateway":
+
+        def from_event(_: Mapping[str, str], event: Mapping[str, Any] | None) -> Principal:
+            return principal_from_event(event or {})
+
+        return from_event
+    if not settings.jwt_issuer or not settings.jwks_url or not settings.jwt_audience:
+        raise ValueError("auth_mode=jwt needs ONNX_LAMBDA_JWT_ISSUER and ONNX_LAMBDA_JWT_AUDIENCE")
+    verifier = JwtVerifier(
+        issuer=settings.jwt_issuer,
+        jwks_url=settings.jwks_url,
+        audience=settings.jwt_audience,
+        leeway_seconds=settings.jwt_leeway_seconds,
+    )
+
+    def from_header(headers: Mapping[str, str], _: Mapping[str, Any] | None) -> Principal:
+        return verifier.verify(bearer_token(headers.get("authorization")))
+
+    return from_header
+
+
+class InferenceRoutes:
+    """The protected inference routes. ``headers`` is any mapping with lower-case keys."""
+
+    def __init__(self, registry: ModelRegistry, settings: Settings) -> None:
+        self.registry = registry
+        self.settings = settings
+        self._authenticate = make_authenticator(settings)
+        self._accepted_scopes = tuple(settings.jwt_scopes)
+
+    def authorize(self, headers: Mapping[str, str], event: Mapping[str, Any] | None) -> Principal:
+        principal = self._authenticate(headers, event)
+        require_any_scope(principal, self._accepted_scopes)
+        logger.append_keys(sub=principal.subject, client_id=principal.client_id)
+        return principal
+
+    def check_declared_length(self, declared: str | None) -> None:
+        if declared is not None and declared.isdigit() and int(declared) > self.settings.max_body_bytes:
+            raise PayloadTooLarge(f"body is {declared} bytes; the limit is {self.settings.max_body_bytes}")
+
+    def check_body(self, body: bytes) -> bytes:
+        if len(body) > self.settings.max_body_bytes:
+            raise PayloadTooLarge(f"body is {len(body)} bytes; the limit is {self.settings.max_body_bytes}")
+        return body
+
+    def infer(self, served: ServedModel, body: bytes, headers: Mapping[str, str]) -> Reply:
+        header_length = headers.get(BINARY_HEADER)
+        json_length: int | None = None
+        if header_length is not None:
+            if not header_length.isdigit():
+                raise BadRequest(f"Inference-Header-Content-Length must be a byte count, got {header_length!r}")
+            json_length = int(header_length)
+        else:
+            require_json(headers)
+        decoded = protocol.decode_infer_request(body, json_length)
+        model = served.model
+        feeds = {tensor.name: tensor.array for tensor in decoded.inputs}
+        model.validate(feeds, self.settings.max_batch_size)
+        if served.embedder is not None:
+            served.embedder.check_token_inputs(feeds)
+        requested = [o.name for o in decoded.outputs] if decoded.outputs else None
+        started = time.perf_counter()
+        with tracer.provider.in_subsegment("## inference"):
+            results = model.run(feeds, requested)
+        _record(model.name, model.version, time.perf_counter() - started, _batch_of(feeds))
+        binary = [name for name in results if decoded.wants_binary(name)]
+        content, response_headers = protocol.encode_infer_response(
+            model_name=model.name,
+            model_version=model.version,
+            request_id=decoded.id,
+            outputs=list(results.items()),
+            binary_outputs=binary,
+        )
+        return Reply(200, content, {key.lower(): value for key, value in response_headers.items()})
+
+    def embeddings(self, body: bytes, headers: Mapping[str, str]) -> Reply:
+        require_json(headers)
+        settings = self.settings
+        try:
+            parsed = EmbeddingsRequest.model_validate_json(body)
+        except ValidationError as exc:
+            raise BadRequest(describe_validation_errors(exc.errors())) from None
+        served = self.registry.get(parsed.model)
+        if served.embedder is None:
+            raise BadRequest(
+                f"model {parsed.model!r} takes tensors, not text; embedding models: {sorted(self.registry.embedders())}"
+            )
+        embedder = served.embedder
+        texts = [parsed.input] if isinstance(parsed.input, str) else parsed.input
+        if not texts:
+            raise BadRequest("input is an empty list: send at least one string")
+        if len(texts) > settings.max_batch_size:
+            raise PayloadTooLarge(f"input has {len(texts)} items; the limit is {settings.max_batch_size}")
+        for index, text in enumerate(texts):
+            if len(text) > settings.max_text_chars:
+                raise PayloadTooLarge(
+                    f"input[{index}] is {len(text)} characters; the limit is {settings.max_text_chars}"
+                )
+        if parsed.dimensions is not None and parsed.dimensions != embedder.dimensions:
+            raise BadRequest(f"dimensions must be {embedder.dimensions} for model {parsed.model!r}, or omitted")
+        started = time.perf_counter()
+        with tracer.provider.in_subsegment("## inference"):
+            result = embedder.embed(texts)
+        model = served.model
+        _record(model.name, model.version, time.perf_counter() - started, len(texts), result.prompt_tokens)
+        vectors = result.vectors
+        items: list[Any]
+        if parsed.encoding_format == "base64":
+            little = vectors.astype("<f4", copy=False)
+            items = [
+                {"object": "embedding", "index": i, "embedding": base64.b64encode(row.tobytes()).decode()}
+                for i, row in enumerate(little)
+            ]
+        else:
+            items = [{"object": "embedding", "index": i, "embedding": row} for i, row in enumerate(vectors)]
+        return json_reply(
+            {
+                "object": "list",
+                "data": items,
+                "model": model.name,
+                "usage": {"prompt_tokens": result.prompt_tokens, "total_tokens": result.prompt_tokens},
+            }
+        )
+
+
+def require_json(headers: Mapping[str, str]) -> None:
+    content_type = headers.get("content-type")
+    if content_type is None:
+        return
+    media = content_type.split(";", 1)[0].strip().lower()
+    if media != JSON and not media.endswith("+json"):
+        raise UnsupportedMediaType(f"content-type must be {JSON}, got {media!r}")
+
+
+def describe_validation_errors(errors: Any) -> str:
+    """pydantic's errors as one line: 'input: Input should be a valid string; model: Field required'."""
+    parts = []
+    for error in errors:
+        location = ".".join(str(part) for part in error.get("loc", ()) if part != "body") or "body"
+        parts.append(f"{location}: {error.get('msg', 'invalid')}")
+    return "; ".join(parts) or "invalid request"
+
+
+def _batch_of(feeds: Mapping[str, np.ndarray]) -> int:
+    for array in feeds.values():
+        return int(array.shape[0]) if array.ndim else 1
+    return 0
+
+
+def _record(model: str, model_version: str, seconds: float, batch: int, tokens: int | None = None) -> None:
+    """EMF for one inference. Lambda flushes after every invocation; a long-running local server flushes
+    whenever the model changes, so each batch of metrics carries the dimensions it was measured under."""
+    dimensions = metrics.provider.dimension_set
+    if dimensions.get("model") != model or dimensions.get("model_version") != model_version:
+        if "model" in dimensions:
+            metrics.flush_metrics()
+        metrics.add_dimension(name="model", value=model)
+        metrics.add_dimension(name="model_version", value=model_version)
+    metrics.add_metric(name=INFERENCE_TIME, unit="Milliseconds", value=seconds * 1000)
+    metrics.add_metric(name=BATCH_SIZE, unit="Count", value=batch)
+    if tokens is not None:
+        metrics.add_metric(name=TOKENS, unit="Count", value=tokens)
