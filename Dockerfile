@@ -11,14 +11,13 @@
 # checkov:skip=CKV_DOCKER_3: Lambda runs the container as a non-root sandbox user whatever USER says.
 FROM public.ecr.aws/lambda/python:3.12
 
-# Runtime dependencies only (pyproject's [project].dependencies, no extras), in their own layer, so a
-# code change rebuilds only the small layer below. They go into the image's own site-packages, where the
-# base image's boto3 and botocore already satisfy the requirements on them: no second copy of botocore
-# (over 80 MB). Wheels only: the image has no compiler, and a source build must fail the build.
-# Exact pins with hashes are the lock file's job (see the reliability issue); this follows pyproject.
-COPY pyproject.toml /tmp/build/pyproject.toml
-RUN python -c "import tomllib; print('\n'.join(tomllib.load(open('/tmp/build/pyproject.toml', 'rb'))['project']['dependencies']))" > /tmp/build/requirements.txt \
-    && pip install --no-cache-dir --only-binary=:all: -r /tmp/build/requirements.txt \
+# Runtime dependencies only, in their own layer, so a code change rebuilds only the small layer below.
+# requirements/runtime.txt is pyproject's [project].dependencies pinned with the hash of every wheel
+# (`make requirements`), for any architecture. It leaves out boto3 and botocore, which the base image
+# already has (pinned by the base image itself): no second copy of botocore (over 80 MB). Wheels only:
+# the image has no compiler, and a source build must fail the build.
+COPY requirements/runtime.txt /tmp/build/requirements.txt
+RUN pip install --no-cache-dir --require-hashes --only-binary=:all: -r /tmp/build/requirements.txt \
     && rm -rf /tmp/build
 
 # The service package. /var/task is read-only at run time, so compile the bytecode now rather than on

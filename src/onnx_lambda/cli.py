@@ -6,6 +6,7 @@ import argparse
 import sys
 from collections.abc import Sequence
 
+from onnx_lambda.bench.command import add_bench_arguments, bench_command
 from onnx_lambda.cost.command import add_cost_arguments, cost_command
 from onnx_lambda.invoke import add_invoke_arguments, invoke_command
 from onnx_lambda.package import add_package_arguments, package_command
@@ -29,6 +30,7 @@ def build_parser() -> argparse.ArgumentParser:
         ("package", "turn your own model.onnx into a model directory", add_package_arguments, package_command),
         ("invoke", "run the Lambda handler in-process on an event file", add_invoke_arguments, invoke_command),
         ("cost", "monthly cost, cost per million requests, SageMaker comparison", add_cost_arguments, cost_command),
+        ("bench", "every path against its raw reference: ratios, JSON, docs", add_bench_arguments, bench_command),
     ):
         subparser = commands.add_parser(name, help=help_text)
         add_arguments(subparser)

@@ -109,7 +109,7 @@ class LambdaEnvironment:
             handler or image_cmd(),
         ]
         self._log = open(log_path, "ab") if log_path else subprocess.DEVNULL  # noqa: SIM115 - closed in stop()
-        self.process = subprocess.Popen(command, env=env, stdout=self._log, stderr=subprocess.STDOUT)  # noqa: S603  # nosec B603  # fixed argv, no shell
+        self.process = subprocess.Popen(command, env=env, stdout=self._log, stderr=subprocess.STDOUT)  # noqa: S603 - fixed argv, no shell
         self._wait_listening()
 
     def _wait_listening(self, deadline_seconds: float = 10.0) -> None:

@@ -373,7 +373,7 @@ def start_moto(
         log = log_path.open("ab")
     command = [sys.executable, "-m", "moto.server", "-H", host, "-p", str(port)]
     environment = {**os.environ, "MOTO_PORT": str(port)}
-    process = subprocess.Popen(  # noqa: S603  # nosec B603  # fixed argv: this interpreter running moto
+    process = subprocess.Popen(  # noqa: S603 - fixed argv: this interpreter running moto
         command,
         stdin=subprocess.DEVNULL,
         stdout=log or subprocess.DEVNULL,

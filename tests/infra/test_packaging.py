@@ -32,22 +32,29 @@ def test_dependencies_install_in_their_own_layer_before_the_code() -> None:
     install = next(i for i, step in enumerate(steps) if "pip install" in step)
     code = next(i for i, step in enumerate(steps) if step.startswith("COPY src/onnx_lambda"))
     assert install < code
-    # Only pyproject.toml is in the build context when dependencies install, so code edits keep that layer.
+    # Only the lock is in the build context when dependencies install, so code edits keep that layer.
     copies_before = [step for step in steps[:install] if step.startswith("COPY")]
-    assert copies_before == ["COPY pyproject.toml /tmp/build/pyproject.toml"]
-    # The runtime dependencies only: [project].dependencies, never an extra (torch is export-time).
-    assert "['project']['dependencies']" in steps[install]
+    assert copies_before == ["COPY requirements/runtime.txt /tmp/build/requirements.txt"]
+    # The runtime dependencies only, every wheel pinned by hash (torch is export-time, never here).
+    assert "--require-hashes" in steps[install]
     assert "--only-binary=:all:" in steps[install]
     assert "--no-cache-dir" in steps[install]
     assert not re.search(r"\.\[|optional-dependencies", steps[install])
 
 
-def test_dockerignore_sends_only_pyproject_and_the_package() -> None:
+def test_dockerignore_sends_only_the_lock_and_the_package() -> None:
     lines = [line.strip() for line in (ROOT / ".dockerignore").read_text().splitlines()]
     rules = [line for line in lines if line and not line.startswith("#")]
     assert rules[0] == "*"
-    assert {"!pyproject.toml", "!src/onnx_lambda/"} <= set(rules)
-    assert "src/onnx_lambda/export/" in rules  # torch-only code stays out of the image
+    assert {"!requirements/runtime.txt", "!src/onnx_lambda/"} <= set(rules)
+    # torch-only export code and the laptop tools stay out of the image
+    assert {"src/onnx_lambda/export/", "src/onnx_lambda/bench/", "src/onnx_lambda/emulator/"} <= set(rules)
+
+
+def test_the_lock_holds_no_torch_and_no_test_tools() -> None:
+    pins = (ROOT / "requirements" / "runtime.txt").read_text()
+    for package in ("torch", "moto", "pytest", "aws-sam-cli", "locust", "uvicorn"):
+        assert not re.search(rf"^{package}==", pins, flags=re.MULTILINE), package
 
 
 # ------------------------------------------------------------------------------------------------ samconfig

@@ -31,14 +31,19 @@ def _clean_environment() -> dict[str, str]:
     return {key: value for key, value in os.environ.items() if not key.startswith(_OWN_PREFIXES)}
 
 
-def _run(side: str, spec: dict[str, Any], environment: dict[str, str], scratch: Path) -> dict[str, Any]:
+def _run(
+    side: str, spec: dict[str, Any], environment: dict[str, str], scratch: Path, profile: Path | None = None
+) -> dict[str, Any]:
     spec_path = scratch / f"{side}-spec.json"
     out_path = scratch / f"{side}-out.json"
     spec_path.write_text(json.dumps(spec))
     out_path.unlink(missing_ok=True)
     command = [sys.executable, "-m", "onnx_lambda.bench.cold_worker", side, str(spec_path), str(out_path)]
+    if profile is not None:
+        # pyinstrument samples the main thread: the critical path, including its waits for the prefetch.
+        command[1:3] = ["-m", "pyinstrument", "-r", "text", "-i", "0.0005", "-o", str(profile), "-m", command[2]]
     started = time.monotonic()
-    completed = subprocess.run(  # noqa: S603  # nosec B603  # this interpreter, fixed arguments
+    completed = subprocess.run(  # noqa: S603 - this interpreter, fixed arguments
         command, env=environment, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, timeout=120, check=False
     )
     if completed.returncode != 0 or not out_path.exists():
@@ -49,8 +54,13 @@ def _run(side: str, spec: dict[str, Any], environment: dict[str, str], scratch: 
     return result
 
 
-def measure(stack: BenchStack, models_dir: Path, model: str, repetitions: int) -> dict[str, Any]:
-    """Median cold start and memory of ``repetitions`` fresh processes per side."""
+def measure(
+    stack: BenchStack, models_dir: Path, model: str, repetitions: int, profile_dir: Path | None = None
+) -> dict[str, Any]:
+    """Median cold start and memory of ``repetitions`` fresh processes per side.
+
+    With ``profile_dir``, one more process per side runs under pyinstrument (not counted in the medians).
+    """
     published = stack.models[model]
     manifest = read_manifest(models_dir / model)
     max_length = manifest.tokenizer.max_length if manifest.tokenizer else 256
@@ -93,6 +103,11 @@ def measure(stack: BenchStack, models_dir: Path, model: str, repetitions: int) -
                 f"ours {runs['ours'][-1]['total'] * 1000:6.0f} ms",
                 file=sys.stderr,
             )
+        if profile_dir is not None:
+            profile_dir.mkdir(parents=True, exist_ok=True)
+            ours_environment["ONNX_LAMBDA_CACHE_DIR"] = str(scratch / "cache-profile")
+            _run("ours", ours_spec, ours_environment, scratch, profile_dir / "cold-start-ours.txt")
+            _run("raw", raw_spec, dict(base), scratch, profile_dir / "cold-start-raw.txt")
     return {"model": model, "repetitions": repetitions, "raw": _medians(runs["raw"]), "ours": _medians(runs["ours"])}
 
 

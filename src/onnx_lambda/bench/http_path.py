@@ -20,8 +20,9 @@ from typing import Any
 import httpx
 
 from onnx_lambda.bench import workloads
+from onnx_lambda.bench.report import comparison
 from onnx_lambda.bench.stack import BenchStack
-from onnx_lambda.bench.stats import summarize
+from onnx_lambda.bench.stats import progress, summarize
 from onnx_lambda.local_cloud import free_port
 
 CONCURRENCY = (1, 8)
@@ -76,18 +77,18 @@ def load(port: int, request: bytes, concurrency: int, per_caller: int) -> tuple[
 
 
 @contextmanager
-def server(arguments: list[str], environment: dict[str, str], port: int, log: Path) -> Iterator[str]:
+def server(arguments: list[str], environment: dict[str, str], port: int, log: Path, ready_path: str) -> Iterator[str]:
     command = [sys.executable, "-m", "onnx_lambda.bench.servers", *arguments, "--port", str(port)]
     with log.open("ab") as output:
         process = subprocess.Popen(command, env=environment, stdout=output, stderr=subprocess.STDOUT)  # noqa: S603
     url = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 120
+        deadline = time.monotonic() + 60
         while True:
             if process.poll() is not None:
                 raise RuntimeError(f"the {arguments[0]} server exited: {log.read_text()[-2000:]}")
             try:
-                if httpx.get(f"{url}/openapi.json", timeout=5).status_code == 200:
+                if httpx.get(f"{url}{ready_path}", timeout=5).status_code == 200:
                     break
             except httpx.TransportError:
                 pass
@@ -124,7 +125,10 @@ def measure(
     raw_port, our_port = free_port(), free_port()
     log = scratch / "http-servers.log"
     results = []
-    with server(raw_arguments, base, raw_port, log), server(["ours"], ours_environment, our_port, log):
+    with (
+        server(raw_arguments, base, raw_port, log, "/ready"),
+        server(["ours"], ours_environment, our_port, log, "/v2/health/ready"),
+    ):
         requests = {"raw": request_bytes(raw_port, body, None), "ours": request_bytes(our_port, body, stack.token)}
         ports = {"raw": raw_port, "ours": our_port}
         for concurrency in CONCURRENCY:
@@ -143,17 +147,6 @@ def measure(
                     samples[side].extend(latencies)
                     walls[side] += wall
             raw, ours = (summarize(samples[s], wall_seconds=walls[s]) for s in ("raw", "ours"))
-            results.append(
-                {
-                    "group": "http",
-                    "case": f"concurrency {concurrency}",
-                    "items": 1,
-                    "raw": raw.as_dict(),
-                    "ours": ours.as_dict(),
-                }
-            )
-            print(
-                f"  http         concurrency {concurrency:<16} raw p50 {raw.p50_ms:8.3f} ms   ours p50 {ours.p50_ms:8.3f} ms",
-                file=sys.stderr,
-            )
+            results.append(comparison("http", f"concurrency {concurrency}", 1, raw.as_dict(), ours.as_dict()))
+            progress("http", f"concurrency {concurrency}", raw.p50_ms, ours.p50_ms)
     return results

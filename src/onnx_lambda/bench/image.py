@@ -30,8 +30,11 @@ IMAGE_PYTHON = "3.12"
 _MANYLINUX = ("manylinux_2_28", "manylinux_2_17", "manylinux2014", "manylinux_2_5", "manylinux1")
 
 
-def runtime_requirements(pyproject: Path) -> list[str]:
-    document = tomllib.loads(pyproject.read_text())
+def runtime_requirements(source: Path) -> list[str]:
+    """``[project].dependencies`` of a pyproject.toml, or ``-r FILE`` for a requirements file (a lock)."""
+    if source.suffix != ".toml":
+        return ["-r", str(source)]
+    document = tomllib.loads(source.read_text())
     requirements: list[str] = document["project"]["dependencies"]
     return requirements
 
@@ -136,9 +139,9 @@ def used_distributions(models_dir: Path) -> set[str]:
     return {_canonical(name) for name in used}
 
 
-def measure_with_pip(pyproject: Path, used: set[str] | None = None, *, timeout: float = 420.0) -> dict[str, Any]:
+def measure_with_pip(source: Path, used: set[str] | None = None, *, timeout: float = 420.0) -> dict[str, Any]:
     """``pip install --target`` of the runtime dependencies for the image's Python and architecture."""
-    requirements = runtime_requirements(pyproject)
+    requirements = runtime_requirements(source)
     with tempfile.TemporaryDirectory(prefix="onnx-lambda-bench-image-") as scratch:
         target = Path(scratch) / "site-packages"
         command = [
@@ -162,9 +165,12 @@ def measure_with_pip(pyproject: Path, used: set[str] | None = None, *, timeout: 
         )
 
 
-def measure_installed(pyproject: Path, used: set[str] | None = None) -> dict[str, Any]:
+def measure_installed(source: Path, used: set[str] | None = None) -> dict[str, Any]:
     """The same distributions as installed in this environment (no network; this Python's wheels)."""
-    requirements = runtime_requirements(pyproject)
+    requirements = runtime_requirements(source)
+    if source.suffix != ".toml":  # a lock: one "name==version \" line per package
+        lines = source.read_text().splitlines()
+        requirements = [line.split()[0] for line in lines if line[:1].isalnum()]
     wanted = [_canonical(re.split(r"[\[<>=!~; ]", requirement, maxsplit=1)[0]) for requirement in requirements]
     seen: set[str] = set()
     sizes: dict[str, int] = {}
@@ -190,14 +196,14 @@ def measure_installed(pyproject: Path, used: set[str] | None = None) -> dict[str
     return _summary(sizes, "installed distributions", used, python=platform.python_version(), requirements=requirements)
 
 
-def measure(pyproject: Path, models_dir: Path, *, use_pip: bool) -> dict[str, Any]:
+def measure(source: Path, models_dir: Path, *, use_pip: bool) -> dict[str, Any]:
     """With pip when asked (falling back to the installed distributions, saying why), else without."""
     used = used_distributions(models_dir)
     if not use_pip:
-        return measure_installed(pyproject, used)
+        return measure_installed(source, used)
     try:
-        return measure_with_pip(pyproject, used)
+        return measure_with_pip(source, used)
     except (RuntimeError, subprocess.TimeoutExpired, OSError) as error:
-        result = measure_installed(pyproject, used)
+        result = measure_installed(source, used)
         result["pip_error"] = str(error)[-500:]
         return result

@@ -16,6 +16,7 @@ import tempfile
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +25,8 @@ import onnxruntime as ort
 from tokenizers import Tokenizer
 
 from onnx_lambda.bench import workloads
-from onnx_lambda.bench.stats import Call, interleave, summarize
+from onnx_lambda.bench.report import comparison
+from onnx_lambda.bench.stats import Call, interleave, progress, summarize
 from onnx_lambda.manifest import MODEL_FILE, TOKENIZER_FILE, read_manifest
 
 EMBEDDING_MODELS = {"int8": "all-minilm-l6-v2", "fp32": "all-minilm-l6-v2-fp32"}
@@ -53,13 +55,17 @@ class WorkerConfig:
         )
 
 
-def handler_environment(models_dir: Path, names: tuple[str, ...], max_batch_size: int) -> dict[str, str]:
+def handler_environment(
+    models_dir: Path, names: tuple[str, ...], max_batch_size: int, threads: int, optimization: str
+) -> dict[str, str]:
     """The deployed function's environment, with the models read from disk and the bench's batch limit."""
     from onnx_lambda.invoke import function_environment, local_model_sources
 
     environment = function_environment(models_dir)
     environment["ONNX_LAMBDA_MODELS"] = local_model_sources(models_dir, names)
     environment["ONNX_LAMBDA_MAX_BATCH_SIZE"] = str(max_batch_size)
+    environment["ONNX_LAMBDA_INTRA_OP_THREADS"] = str(threads)
+    environment["ONNX_LAMBDA_GRAPH_OPTIMIZATION"] = optimization
     return environment
 
 
@@ -106,12 +112,8 @@ class InProcessBench:
     ) -> None:
         samples = interleave(cases, seconds=seconds or self.config.seconds)
         raw, ours = (summarize(samples[name], items_per_call=items) for name in cases)
-        self.results.append(
-            {"group": group, "case": case, "items": items, "raw": raw.as_dict(), "ours": ours.as_dict()}
-        )
-        print(
-            f"  {group:<12} {case:<28} raw p50 {raw.p50_ms:8.3f} ms   ours p50 {ours.p50_ms:8.3f} ms", file=sys.stderr
-        )
+        self.results.append(comparison(group, case, items, raw.as_dict(), ours.as_dict()))
+        progress(group, case, raw.p50_ms, ours.p50_ms)
 
     # --- sections ---------------------------------------------------------------------------------
 
@@ -169,22 +171,26 @@ class InProcessBench:
         from onnx_lambda.lambda_runtime import LambdaEnvironment
 
         event = workloads.embeddings_event(EMBEDDING_MODELS["int8"], workloads.SHORT_SENTENCE)
-        environment = handler_environment(self.config.models_dir, (EMBEDDING_MODELS["int8"], TABULAR_MODEL), 64)
-        with tempfile.TemporaryDirectory(prefix="onnx-lambda-bench-") as scratch:
-            with LambdaEnvironment(environment, log_path=Path(scratch) / "function.log") as lambda_env:
+        config = self.config
+        names = (EMBEDDING_MODELS["int8"], TABULAR_MODEL)
+        environment = handler_environment(config.models_dir, names, 64, config.threads, config.optimization)
+        with (
+            tempfile.TemporaryDirectory(prefix="onnx-lambda-bench-") as scratch,
+            LambdaEnvironment(environment, log_path=Path(scratch) / "function.log") as lambda_env,
+        ):
 
-                def through_runtime() -> None:
-                    result = lambda_env.invoke(event)
-                    if result.function_error or result.payload.get("statusCode") != 200:
-                        raise RuntimeError(f"the runtime answered {result.payload}")
+            def through_runtime() -> None:
+                result = lambda_env.invoke(event)
+                if result.function_error or result.payload.get("statusCode") != 200:
+                    raise RuntimeError(f"the runtime answered {result.payload}")
 
-                through_runtime()  # the first invoke is the environment's cold start
-                self.compare(
-                    "lambda-runtime",
-                    "int8 short sentence",
-                    {"raw": lambda: self.invoke(event), "ours": through_runtime},
-                    items=1,
-                )
+            through_runtime()  # the first invoke is the environment's cold start
+            self.compare(
+                "lambda-runtime",
+                "int8 short sentence",
+                {"raw": lambda: self.invoke(event), "ours": through_runtime},
+                items=1,
+            )
 
     def session_options(self) -> dict[str, Any]:
         """Raw ``session.run`` under each candidate option set, and session creation time per level."""
@@ -193,8 +199,11 @@ class InProcessBench:
         model_dir = self.config.models_dir / EMBEDDING_MODELS["int8"]
         raw_defaults = ort.SessionOptions()
         raw_defaults.log_severity_level = 3
-        spinning = session_options(self.config.threads, self.config.optimization)  # type: ignore[arg-type]
-        spinning.add_session_config_entry("session.intra_op.allow_spinning", "1")
+        spinning = ort.SessionOptions()  # the service's options, but with onnxruntime's spinning thread pool
+        spinning.intra_op_num_threads = self.config.threads
+        spinning.inter_op_num_threads = 1
+        spinning.graph_optimization_level = self.options.graph_optimization_level
+        spinning.log_severity_level = 3
         variants: dict[str, ort.SessionOptions] = {
             "service": self.options,
             "onnxruntime defaults": raw_defaults,
@@ -203,19 +212,15 @@ class InProcessBench:
         }
         for level in ("disable", "basic", "extended"):
             if level != self.config.optimization:
-                variants[f"optimization {level}"] = session_options(self.config.threads, level)  # type: ignore[arg-type]
+                variants[f"optimization {level}"] = session_options(self.config.threads, level)
         manifest = read_manifest(model_dir)
         max_length = manifest.tokenizer.max_length if manifest.tokenizer else 256
         embedders = {name: RawEmbedder(model_dir, options, max_length) for name, options in variants.items()}
         table: dict[str, Any] = {"run": {}, "create_seconds": {}}
-        for case, texts in (
-            ("short sentence", [workloads.SHORT_SENTENCE]),
-            ("batch of 32", list(workloads.BATCH_TEXTS)),
-        ):
-            samples = interleave(
-                {name: lambda e=embedder, t=texts: e(t) for name, embedder in embedders.items()},  # type: ignore[misc]
-                seconds=self.config.seconds * 2,
-            )
+        cases = {"short sentence": [workloads.SHORT_SENTENCE], "batch of 32": list(workloads.BATCH_TEXTS)}
+        for case, texts in cases.items():
+            calls: dict[str, Call] = {name: partial(embedder, texts) for name, embedder in embedders.items()}
+            samples = interleave(calls, seconds=self.config.seconds * 2)
             table["run"][case] = {
                 name: summarize(s, items_per_call=len(texts)).as_dict() for name, s in samples.items()
             }
@@ -223,8 +228,7 @@ class InProcessBench:
         for level in ("disable", "basic", "extended", "all"):
             options = session_options(self.config.threads, level)  # type: ignore[arg-type]
             table["create_seconds"][level] = _median_seconds(
-                lambda o=options: ort.InferenceSession(model_bytes, o, providers=["CPUExecutionProvider"]),
-                3,  # type: ignore[misc]
+                partial(ort.InferenceSession, model_bytes, options, providers=["CPUExecutionProvider"]), 3
             )
         # A model optimized once at publish time and loaded with optimizations off: what cold start saves.
         with tempfile.TemporaryDirectory(prefix="onnx-lambda-bench-") as scratch:
@@ -267,7 +271,9 @@ def main(argv: list[str]) -> int:
     config_path, out_path = Path(argv[0]), Path(argv[1])
     config = WorkerConfig.load(config_path)
     names = (*EMBEDDING_MODELS.values(), TABULAR_MODEL)
-    os.environ.update(handler_environment(config.models_dir, names, max(workloads.TABULAR_ROWS)))
+    os.environ.update(
+        handler_environment(config.models_dir, names, max(workloads.TABULAR_ROWS), config.threads, config.optimization)
+    )
     # The handler's JSON logs and EMF metrics go to stdout, as in Lambda; here they go nowhere, at the same cost.
     devnull = os.open(os.devnull, os.O_WRONLY)
     os.dup2(devnull, 1)

@@ -16,14 +16,14 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import orjson
+from fastapi import FastAPI, Request
+from fastapi.responses import Response
+
 UVICORN_OPTIONS: dict[str, Any] = {"host": "127.0.0.1", "log_level": "warning", "access_log": False}
 
 
-def raw_app(model_dir: Path, threads: int, optimization: str) -> Any:
-    import orjson
-    from fastapi import FastAPI, Request
-    from fastapi.responses import Response
-
+def raw_app(model_dir: Path, threads: int, optimization: str) -> FastAPI:
     from onnx_lambda.bench.inprocess import RawEmbedder
     from onnx_lambda.manifest import read_manifest
     from onnx_lambda.model import session_options
@@ -35,6 +35,10 @@ def raw_app(model_dir: Path, threads: int, optimization: str) -> Any:
         manifest.tokenizer.max_length if manifest.tokenizer else 256,
     )
     app = FastAPI()
+
+    @app.get("/ready")
+    async def ready() -> Response:
+        return Response(b"ok")
 
     @app.post("/v1/embeddings")
     async def embeddings(request: Request) -> Response:
@@ -51,7 +55,7 @@ def raw_app(model_dir: Path, threads: int, optimization: str) -> Any:
     return app
 
 
-def our_app() -> Any:
+def our_app() -> FastAPI:
     from onnx_lambda.app import create_app
     from onnx_lambda.config import get_settings
     from onnx_lambda.registry import load_registry

@@ -7,6 +7,7 @@ whatever load comes and goes lands on both sides alike and the ratio between the
 
 from __future__ import annotations
 
+import sys
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass
@@ -99,3 +100,8 @@ def interleave(
         for name in order if round_number % 2 == 0 else reversed(order):
             samples[name].extend(time_calls(cases[name], calls_per_round[name]))
     return samples
+
+
+def progress(group: str, case: str, raw_p50_ms: float, ours_p50_ms: float) -> None:
+    """One line per comparison on stderr, so a long run shows where it is."""
+    print(f"  {group:<14} {case:<28} raw p50 {raw_p50_ms:9.3f} ms   ours p50 {ours_p50_ms:9.3f} ms", file=sys.stderr)

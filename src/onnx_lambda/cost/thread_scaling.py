@@ -121,7 +121,7 @@ def measure(models_dir: Path, events_dir: Path, python: str = sys.executable) ->
     by_threads: dict[str, Any] = {}
     for threads in THREAD_COUNTS:
         env = {**os.environ, "ONNX_LAMBDA_INTRA_OP_THREADS": str(threads), "POWERTOOLS_TRACE_DISABLED": "1"}
-        completed = subprocess.run(  # noqa: S603  # nosec B603  # this module, fixed arguments
+        completed = subprocess.run(  # noqa: S603 - this module, fixed arguments
             [python, "-m", "onnx_lambda.cost.thread_scaling", str(models_dir), str(events_dir)],
             env=env,
             capture_output=True,

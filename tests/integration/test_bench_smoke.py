@@ -1,0 +1,131 @@
+"""`onnx-lambda bench --quick` end to end: every section runs, and the JSON report has the shape others read.
+
+No timing is asserted: the numbers depend on the machine and on what else runs on it. What must hold
+is that each path was measured against its raw reference, that every summary is a set of positive
+latencies, and that the targets, the cold-start stages, the image weight and the docs block are there.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from onnx_lambda.bench import report
+
+ROOT = Path(__file__).resolve().parents[2]
+SUMMARY_KEYS = {"calls", "p50_ms", "p90_ms", "p99_ms", "mean_ms", "throughput", "items_per_second"}
+EXPECTED_CASES = {
+    ("embeddings", f"{precision} {case}")
+    for precision in ("int8", "fp32")
+    for case in ("short sentence", "128-token text", "batch of 32")
+} | {
+    ("oip-infer", "1 row"),
+    ("oip-infer", "1000 rows"),
+    ("oip-infer", "1000 rows (binary)"),
+    ("lambda-runtime", "int8 short sentence"),
+    ("http", "concurrency 1"),
+    ("http", "concurrency 8"),
+}
+
+
+@pytest.fixture(scope="module")
+def bench_run(models_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[dict[str, Any], str, str]:
+    out = tmp_path_factory.mktemp("bench")
+    docs = out / "performance.md"
+    docs.write_text("# Performance\n\nProse that the bench must keep.\n")
+    completed = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "onnx_lambda.cli",
+            "bench",
+            "--quick",
+            "--models-dir",
+            str(models_dir),
+            "--out-dir",
+            str(out),
+            "--docs",
+            str(docs),
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+    )
+    assert completed.returncode == 0, completed.stderr[-4000:]
+    reports = sorted(out.glob("*-quick.json"))
+    assert len(reports) == 1, list(out.iterdir())
+    return json.loads(reports[0].read_text()), completed.stdout, docs.read_text()
+
+
+def _check_summary(summary: dict[str, Any]) -> None:
+    assert set(summary) == SUMMARY_KEYS
+    assert summary["calls"] > 0
+    assert 0 < summary["p50_ms"] <= summary["p90_ms"] <= summary["p99_ms"]
+    assert summary["throughput"] > 0
+    assert summary["items_per_second"] >= summary["throughput"]
+
+
+def test_every_path_is_compared_with_its_raw_reference(bench_run: tuple[dict[str, Any], str, str]) -> None:
+    document, _, _ = bench_run
+    assert document["errors"] == {}
+    assert document["schema"] == report.SCHEMA_VERSION
+    assert document["quick"] is True
+    cases = {(item["group"], item["case"]) for item in document["comparisons"]}
+    assert cases == EXPECTED_CASES
+    for item in document["comparisons"]:
+        _check_summary(item["raw"])
+        _check_summary(item["ours"])
+        assert item["ratio_p50"] == pytest.approx(item["ours"]["p50_ms"] / item["raw"]["p50_ms"], rel=1e-2)
+        assert item["delta_p50_ms"] == pytest.approx(item["ours"]["p50_ms"] - item["raw"]["p50_ms"], abs=1e-3)
+
+
+def test_machine_and_settings_are_recorded(bench_run: tuple[dict[str, Any], str, str]) -> None:
+    document, _, _ = bench_run
+    machine = document["machine"]
+    for key in ("cpus", "cpu_model", "python", "onnxruntime", "load_average_start", "load_average_end"):
+        assert machine[key], key
+    assert document["settings"]["threads"] >= 1
+    assert document["settings"]["graph_optimization"] in ("disable", "basic", "extended", "all")
+
+
+def test_cold_start_memory_and_image(bench_run: tuple[dict[str, Any], str, str]) -> None:
+    document, _, _ = bench_run
+    cold = document["cold_start"]
+    assert set(cold["raw"]["stages_ms"]) == {"interpreter", "imports", "session", "tokenizer", "first_run"}
+    assert {"interpreter", "imports", "fetch", "hash", "session", "tokenizer", "first_run"} <= set(
+        cold["ours"]["stages_ms"]
+    )
+    for side in ("raw", "ours"):
+        assert cold[side]["total_ms"] > 0
+        assert cold[side]["rss_after_init_mib"] > 0
+        assert cold[side]["rss_after_batch_mib"] >= cold[side]["rss_after_init_mib"] * 0.9
+    image = document["image"]
+    assert image["runtime_mb"] > 0
+    assert "boto3" in image["excluded_base_image_packages"]
+    assert "onnxruntime" in image["largest_mb"]
+    options = document["session_options"]
+    assert {"service", "onnxruntime defaults"} <= set(options["run"]["short sentence"])
+    assert set(options["create_seconds"]) >= {"disable", "basic", "extended", "all"}
+
+
+def test_targets_table_and_docs(bench_run: tuple[dict[str, Any], str, str]) -> None:
+    document, stdout, docs = bench_run
+    names = [target["name"] for target in document["targets"]]
+    assert len(names) == 7
+    for target in document["targets"]:
+        assert target["value"] is not None, target["name"]
+        assert target["passed"] in (True, False)
+        assert target["relation"] in ("<=", ">=")
+    for name in names:
+        assert name in stdout
+    assert "Prose that the bench must keep." in docs
+    assert docs.count(report.DOCS_BEGIN) == 1
+    assert docs.count(report.DOCS_END) == 1
+    assert "int8 batch of 32" in docs
