@@ -16,6 +16,7 @@ from onnxruntime.capi.onnxruntime_pybind11_state import InvalidArgument
 
 from onnx_lambda.errors import BadRequest, ModelLoadError, PayloadTooLarge, Unprocessable
 from onnx_lambda.manifest import Datatype, Manifest, TensorSpec
+from onnx_lambda.protocol import DATATYPES
 
 GraphOptimization = Literal["disable", "basic", "extended", "all"]
 
@@ -41,22 +42,6 @@ _ORT_DATATYPES: dict[str, Datatype] = {
     "tensor(float)": "FP32",
     "tensor(double)": "FP64",
     "tensor(string)": "BYTES",
-}
-
-_NUMPY_DTYPES: dict[str, np.dtype[np.generic]] = {
-    "BOOL": np.dtype(np.bool_),
-    "UINT8": np.dtype(np.uint8),
-    "UINT16": np.dtype(np.uint16),
-    "UINT32": np.dtype(np.uint32),
-    "UINT64": np.dtype(np.uint64),
-    "INT8": np.dtype(np.int8),
-    "INT16": np.dtype(np.int16),
-    "INT32": np.dtype(np.int32),
-    "INT64": np.dtype(np.int64),
-    "FP16": np.dtype(np.float16),
-    "FP32": np.dtype(np.float32),
-    "FP64": np.dtype(np.float64),
-    "BYTES": np.dtype(object),
 }
 
 
@@ -143,7 +128,7 @@ class OnnxModel:
             spec = self._input_specs.get(name)
             if spec is None:
                 raise BadRequest(f"unknown input {name!r}; model {self.name!r} takes {list(self._input_specs)}")
-            expected_dtype = _NUMPY_DTYPES[spec.datatype]
+            expected_dtype = DATATYPES[spec.datatype]
             if array.dtype != expected_dtype and not (spec.datatype == "BYTES" and array.dtype.kind in "OSU"):
                 raise BadRequest(f"input {name!r} must be {spec.datatype}")
             if array.ndim != len(spec.shape):

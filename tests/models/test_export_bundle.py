@@ -94,7 +94,7 @@ def test_tensors_round_trip_exactly_through_json(array: np.ndarray) -> None:
 
 def test_a_model_with_non_tensor_outputs_is_refused_by_name() -> None:
     session = ort.InferenceSession(get_example("logreg_iris.onnx"), providers=["CPUExecutionProvider"])
-    with pytest.raises(ValueError, match=r"'probabilities' is a seq.*zipmap=False"):
+    with pytest.raises(ValueError, match=r"'probabilities' has type seq.*zipmap=False"):
         golden.tensor_specs(session)
 
 

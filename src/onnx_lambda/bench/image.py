@@ -106,7 +106,8 @@ def _summary(sizes: dict[str, int], method: str, used: set[str] | None, **extra:
     return {**summary, **extra}
 
 
-#: Exercises every import the service makes: init, both direct routes, the FastAPI app, JWT verification.
+#: Exercises every import the service makes: init, both direct routes, the FastAPI app, JWT verification,
+#: and the X-Ray SDK that tracing loads in Lambda.
 _IMPORT_PROBE = """
 import importlib, json, os, sys
 from pathlib import Path
@@ -119,6 +120,7 @@ handler.lambda_handler(workloads.embeddings_event("all-minilm-l6-v2", "warm"), L
 handler.lambda_handler(workloads.lambda_event("GET", "/v2/health/ready", "GET /v2/health/ready"), LambdaContext())
 import jwt.algorithms, uvicorn, onnx_lambda.serve
 assert jwt.algorithms.has_crypto
+import aws_xray_sdk.core  # what Powertools' tracer loads in Lambda, where tracing is on
 names = set()
 for module in list(sys.modules.values()):
     top = (getattr(module, "__name__", "") or "").split(".")[0]

@@ -14,64 +14,28 @@ import numpy as np
 import numpy.typing as npt
 import onnxruntime as ort
 
+from onnx_lambda import protocol
+from onnx_lambda.errors import ModelLoadError
 from onnx_lambda.manifest import Datatype, TensorSpec
+from onnx_lambda.model import signature_of
 
 Array = npt.NDArray[Any]
-
-_NUMPY_DATATYPES: dict[np.dtype[Any], Datatype] = {
-    np.dtype(np.bool_): "BOOL",
-    np.dtype(np.uint8): "UINT8",
-    np.dtype(np.uint16): "UINT16",
-    np.dtype(np.uint32): "UINT32",
-    np.dtype(np.uint64): "UINT64",
-    np.dtype(np.int8): "INT8",
-    np.dtype(np.int16): "INT16",
-    np.dtype(np.int32): "INT32",
-    np.dtype(np.int64): "INT64",
-    np.dtype(np.float16): "FP16",
-    np.dtype(np.float32): "FP32",
-    np.dtype(np.float64): "FP64",
-}
-_DATATYPE_NUMPY: dict[Datatype, np.dtype[Any]] = {datatype: dtype for dtype, datatype in _NUMPY_DATATYPES.items()}
-
-#: onnxruntime's type strings for the same datatypes.
-_ORT_DATATYPES: dict[str, Datatype] = {
-    "tensor(bool)": "BOOL",
-    "tensor(uint8)": "UINT8",
-    "tensor(uint16)": "UINT16",
-    "tensor(uint32)": "UINT32",
-    "tensor(uint64)": "UINT64",
-    "tensor(int8)": "INT8",
-    "tensor(int16)": "INT16",
-    "tensor(int32)": "INT32",
-    "tensor(int64)": "INT64",
-    "tensor(float16)": "FP16",
-    "tensor(float)": "FP32",
-    "tensor(double)": "FP64",
-    "tensor(string)": "BYTES",
-}
 
 
 def tensor_specs(session: ort.InferenceSession) -> tuple[list[TensorSpec], list[TensorSpec]]:
     """The session's inputs and outputs as the manifest states them: symbolic axes become ``-1``."""
-
-    def spec(node: Any) -> TensorSpec:
-        if node.type not in _ORT_DATATYPES:
-            raise ValueError(
-                f"{node.name!r} is a {node.type}, not a tensor: the service speaks tensors only "
-                "(for a scikit-learn classifier, convert with zipmap=False)"
-            )
-        shape = [dim if isinstance(dim, int) and dim >= 0 else -1 for dim in node.shape]
-        return TensorSpec(name=node.name, datatype=_ORT_DATATYPES[node.type], shape=shape)
-
-    return [spec(node) for node in session.get_inputs()], [spec(node) for node in session.get_outputs()]
+    try:
+        signature = signature_of(session, "model")
+    except ModelLoadError as exc:
+        raise ValueError(str(exc)) from None
+    return list(signature.inputs), list(signature.outputs)
 
 
 def datatype_of(array: Array) -> Datatype:
-    try:
-        return _NUMPY_DATATYPES[array.dtype]
-    except KeyError:
-        raise ValueError(f"no Open Inference Protocol datatype for numpy dtype {array.dtype}") from None
+    datatype = protocol.datatype_of(array.dtype)
+    if datatype == "BYTES":
+        raise ValueError(f"no JSON golden for numpy dtype {array.dtype}: give a numeric example")
+    return datatype  # type: ignore[return-value]  # protocol's names are the manifest's Datatype literals
 
 
 def json_values(array: Array) -> list[Any]:
@@ -89,9 +53,9 @@ def encode_tensor(name: str, array: Array) -> dict[str, Any]:
 
 def decode_tensor(tensor: Mapping[str, Any]) -> Array:
     datatype: Datatype = tensor["datatype"]
-    if datatype not in _DATATYPE_NUMPY:
+    if datatype not in protocol.DATATYPES or datatype == "BYTES":
         raise ValueError(f"tensor {tensor['name']!r}: datatype {datatype} is not supported here")
-    return np.asarray(tensor["data"], dtype=_DATATYPE_NUMPY[datatype]).reshape(tensor["shape"])
+    return np.asarray(tensor["data"], dtype=protocol.DATATYPES[datatype]).reshape(tensor["shape"])
 
 
 def infer_request(request_id: str, inputs: Mapping[str, Array], outputs: Sequence[str]) -> dict[str, Any]:
