@@ -14,10 +14,11 @@ FROM public.ecr.aws/lambda/python:3.12
 # Runtime dependencies only, in their own layer, so a code change rebuilds only the small layer below.
 # requirements/runtime.txt is pyproject's [project].dependencies pinned with the hash of every wheel
 # (`make requirements`), for any architecture. It leaves out boto3 and botocore, which the base image
-# already has (pinned by the base image itself): no second copy of botocore (over 80 MB). Wheels only:
+# already has (pinned by the base image itself): no second copy of botocore (over 80 MB), and the
+# packages the Makefile's UNUSED_PACKAGES names, hence --no-deps. Wheels only:
 # the image has no compiler, and a source build must fail the build.
 COPY requirements/runtime.txt /tmp/build/requirements.txt
-RUN pip install --no-cache-dir --require-hashes --only-binary=:all: -r /tmp/build/requirements.txt \
+RUN pip install --no-cache-dir --require-hashes --no-deps --only-binary=:all: -r /tmp/build/requirements.txt \
     && rm -rf /tmp/build
 
 # The service package. /var/task is read-only at run time, so compile the bytecode now rather than on

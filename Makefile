@@ -133,6 +133,12 @@ SOAK_USERS ?= 16
 RUNTIME_LOCK := requirements/runtime.txt
 # The AWS SDK comes with the Lambda base image (pinned by its digest), so the lock leaves it out.
 BASE_IMAGE_PACKAGES := boto3 botocore s3transfer jmespath python-dateutil six urllib3
+# Required by our dependencies' metadata but never imported on the service's path: tokenizers' Hugging Face
+# hub client (only Tokenizer.from_pretrained uses it; we load tokenizer.json from bytes) and onnxruntime's
+# protobuf/flatbuffers (its offline tools). The image installs the lock with --no-deps; the handler tests
+# and `make bench`'s image-weight section run against exactly this set.
+UNUSED_PACKAGES := huggingface-hub hf-xet fsspec filelock httpx2 httpcore2 h11 tqdm pyyaml click truststore \
+	protobuf flatbuffers
 
 .PHONY: check-security requirements soak
 
@@ -142,7 +148,7 @@ check-security: $(BIN)/.installed  ## bandit on src/, pip-audit on the image's p
 
 requirements: $(BIN)/.installed  ## re-pin requirements/runtime.txt from pyproject (hashes; Python 3.12 manylinux, any arch)
 	$(BIN)/uv pip compile pyproject.toml --quiet --generate-hashes --python-version 3.12 \
-		--python-platform x86_64-manylinux_2_28 $(addprefix --no-emit-package ,$(BASE_IMAGE_PACKAGES)) \
+		--python-platform x86_64-manylinux_2_28 $(addprefix --no-emit-package ,$(BASE_IMAGE_PACKAGES) $(UNUSED_PACKAGES)) \
 		--custom-compile-command "make requirements" -o $(RUNTIME_LOCK)
 
 soak: $(BIN)/.installed $(MODELS)/.built  ## 10-min locust soak of the local stack: errors, RSS and fd growth, p99 drift

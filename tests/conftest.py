@@ -1,4 +1,4 @@
-"""Fixtures shared by every test layer: where the built models are."""
+"""Fixtures shared by every test layer: the built models, the local AWS stand-in and the local stack."""
 
 from __future__ import annotations
 
@@ -6,6 +6,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+
+from tests.servers import LambdaService, LocalService, running_serve
 
 ROOT = Path(__file__).resolve().parent.parent
 MODELS_DIR = ROOT / "models"
@@ -30,3 +32,17 @@ def moto_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 
     with start_moto_server(tmp_path_factory.mktemp("moto") / "moto.log") as server:
         yield server.endpoint_url
+
+
+@pytest.fixture(scope="session")
+def local_service(models_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalService]:
+    home = tmp_path_factory.mktemp("serve")
+    with running_serve(home) as (url, token, env, _):
+        yield LocalService(url=url, token=token, env=env, state_file=home / "local-stack.json")
+
+
+@pytest.fixture(scope="session")
+def lambda_service(models_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[LambdaService]:
+    home = tmp_path_factory.mktemp("serve-lambda")
+    with running_serve(home, "--lambda", "--lambda-concurrency", "2") as (url, token, env, log):
+        yield LambdaService(url=url, token=token, env=env, state_file=home / "local-stack.json", log=log)

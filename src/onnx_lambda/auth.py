@@ -32,11 +32,11 @@ from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Final
 
-import jwt
-
 from onnx_lambda.errors import Forbidden, Unauthorized
 
 if TYPE_CHECKING:
+    import jwt
+
     from onnx_lambda.config import Settings
 
 log = logging.getLogger("onnx_lambda.auth")
@@ -180,6 +180,8 @@ class JwtVerifier:
         return principal
 
     def _verify_uncached(self, token: str, now: float) -> tuple[Principal, float]:
+        import jwt  # only the local server verifies tokens; in Lambda, API Gateway did (see module doc)
+
         try:
             header = jwt.get_unverified_header(token)
         except jwt.InvalidTokenError:
@@ -316,6 +318,8 @@ def fetch_jwks_over_http(url: str) -> Mapping[str, Any]:
 
 def parse_jwks(document: Mapping[str, Any]) -> dict[str, jwt.PyJWK]:
     """The RS256 signing keys of a JWKS document, by ``kid``; other keys are ignored."""
+    import jwt
+
     entries = document.get("keys")
     if not isinstance(entries, list):
         raise JwksUnavailable("the JWKS document has no 'keys' list")

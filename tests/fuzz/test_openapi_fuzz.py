@@ -30,7 +30,7 @@ from schemathesis.specs.openapi.checks import (
     status_code_conformance,
 )
 
-from tests.integration.conftest import LocalService
+from tests.servers import LocalService
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(420)]
 

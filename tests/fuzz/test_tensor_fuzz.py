@@ -19,7 +19,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from tests.integration.conftest import LocalService
+from tests.servers import LocalService
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(300)]
 

@@ -21,7 +21,7 @@ from hypothesis import strategies as st
 from onnx_lambda.embeddings import Embedder
 from onnx_lambda.manifest import MODEL_FILE, TOKENIZER_FILE, verify_model_dir
 from onnx_lambda.model import OnnxModel
-from tests.integration.conftest import LocalService
+from tests.servers import LocalService
 
 INT8 = "all-minilm-l6-v2"
 FP32 = "all-minilm-l6-v2-fp32"

@@ -16,7 +16,7 @@ import pytest
 import tritonclient.http as triton
 from tokenizers import Tokenizer
 
-from tests.integration.conftest import LocalService
+from tests.servers import LocalService
 
 EMBEDDER = "all-minilm-l6-v2"
 TABULAR = "breast-cancer-classifier"

@@ -44,7 +44,7 @@ from onnx_lambda.emulator.pool import EnvironmentPool
 from onnx_lambda.emulator.routes import DEFAULT_ROUTE, load_http_api
 from onnx_lambda.local_cloud import LocalStack, free_port
 from tests.expected_events import EXPECTED, load_event
-from tests.integration.conftest import ROOT, LambdaService, LocalService
+from tests.servers import ROOT, LambdaService, LocalService
 
 FAULTS_HANDLER = "tests.integration.lambda_faults.handler"
 #: Events a request through an HTTP API can't produce: the authorizer refuses them before the function.

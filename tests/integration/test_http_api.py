@@ -21,7 +21,7 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from moto.utilities.utils import load_resource
 
 from onnx_lambda.local_cloud import LocalStack
-from tests.integration.conftest import LocalService
+from tests.servers import LocalService
 
 TABULAR = "breast-cancer-classifier"
 EMBEDDER = "all-minilm-l6-v2"

@@ -12,7 +12,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.integration.conftest import LocalService
+from tests.servers import LocalService
 
 pytestmark = [pytest.mark.integration, pytest.mark.models]
 

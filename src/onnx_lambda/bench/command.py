@@ -54,8 +54,8 @@ def add_bench_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--image-requirements",
         type=Path,
-        default=Path("pyproject.toml"),
-        help="what the image installs: pyproject.toml's dependencies (default) or a requirements/lock file",
+        default=Path("requirements/runtime.txt"),
+        help="what the image installs: the hash-pinned lock (default, as the Dockerfile does) or pyproject.toml",
     )
     parser.add_argument("--check", action="store_true", help="exit 1 when a target is missed")
     parser.add_argument(

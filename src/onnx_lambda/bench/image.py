@@ -33,7 +33,8 @@ _MANYLINUX = ("manylinux_2_28", "manylinux_2_17", "manylinux2014", "manylinux_2_
 def runtime_requirements(source: Path) -> list[str]:
     """``[project].dependencies`` of a pyproject.toml, or ``-r FILE`` for a requirements file (a lock)."""
     if source.suffix != ".toml":
-        return ["-r", str(source)]
+        # As the Dockerfile installs it: exactly the pinned set, nothing the lock leaves out.
+        return ["--no-deps", "--require-hashes", "-r", str(source)]
     document = tomllib.loads(source.read_text())
     requirements: list[str] = document["project"]["dependencies"]
     return requirements
