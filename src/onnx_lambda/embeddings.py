@@ -72,6 +72,16 @@ class Embedder:
                 f"input 'input_ids' has {ids.shape[1]} tokens per row; model {self.model.name!r} takes "
                 f"1 to {self._max_length} (its tokenizer's max_length)"
             )
+        for name in _TOKEN_INPUTS:
+            other = feeds.get(name)
+            if other is not None and other.shape != ids.shape:
+                raise BadRequest(
+                    f"input {name!r} has shape {list(other.shape)}; it must match input_ids' {list(ids.shape)}"
+                )
+        for name in ("attention_mask", "token_type_ids"):
+            other = feeds.get(name)
+            if other is not None and other.size and (int(other.min()) < 0 or int(other.max()) > 1):
+                raise BadRequest(f"input {name!r} must hold only 0 and 1")
         vocabulary = self._tokenizer.get_vocab_size()
         if ids.size and (int(ids.min()) < 0 or int(ids.max()) >= vocabulary):
             raise BadRequest(
