@@ -3,13 +3,21 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+import uuid
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import pytest
 from hypothesis import settings as hypothesis_settings
 
+from onnx_lambda.invoke import function_environment
 from tests.servers import LambdaService, LocalService, running_serve
+
+if TYPE_CHECKING:
+    from mypy_boto3_s3 import S3Client
+
+Handler = Callable[[dict[str, Any], Any], dict[str, Any]]
 
 # CI explores the same examples on every run, so a red CI always means a change broke something; a
 # developer's runs stay random and keep finding new cases (each becomes a regression test).
@@ -54,3 +62,44 @@ def lambda_service(models_dir: Path, tmp_path_factory: pytest.TempPathFactory) -
     home = tmp_path_factory.mktemp("serve-lambda")
     with running_serve(home, "--lambda", "--lambda-concurrency", "2") as (url, token, env, log):
         yield LambdaService(url=url, token=token, env=env, state_file=home / "local-stack.json", log=log)
+
+
+@pytest.fixture
+def aws_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Code under test builds its own AWS clients, as in Lambda; these are the only settings it may find."""
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
+    monkeypatch.delenv("AWS_PROFILE", raising=False)
+
+
+@pytest.fixture(scope="module")
+def s3(moto_server: str) -> S3Client:
+    from tests.integration.moto import s3_client
+
+    return s3_client(moto_server)
+
+
+@pytest.fixture
+def bucket(s3: S3Client) -> str:
+    """A fresh versioned bucket on the local S3, as the template creates it."""
+    name = f"models-{uuid.uuid4().hex[:12]}"
+    s3.create_bucket(Bucket=name)
+    s3.put_bucket_versioning(Bucket=name, VersioningConfiguration={"Status": "Enabled"})
+    return name
+
+
+@pytest.fixture(scope="module")
+def lambda_handler(models_dir: Path) -> Iterator[Handler]:
+    """The Lambda handler module, imported in-process with the function's environment (local models)."""
+    saved = dict(os.environ)
+    os.environ.update(function_environment(models_dir))
+    from onnx_lambda.config import get_settings
+
+    get_settings.cache_clear()
+    from onnx_lambda import handler
+
+    yield handler.lambda_handler
+    os.environ.clear()
+    os.environ.update(saved)
+    get_settings.cache_clear()

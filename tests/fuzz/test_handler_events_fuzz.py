@@ -9,18 +9,15 @@ them; whatever their content, the answer is a proxy result with a status below 5
 from __future__ import annotations
 
 import json
-import os
-from collections.abc import Callable, Iterator
-from pathlib import Path
+from collections.abc import Callable
 from typing import Any
 
 import hypothesis
-import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from onnx_lambda.apigateway_event import build_event
-from onnx_lambda.invoke import LambdaContext, function_environment
+from onnx_lambda.invoke import LambdaContext
 
 Handler = Callable[[dict[str, Any], Any], dict[str, Any]]
 
@@ -29,21 +26,6 @@ TABULAR = "breast-cancer-classifier"
 SEGMENT = st.sampled_from(
     ["v2", "v1", "models", EMBEDDER, TABULAR, "versions", "1", "infer", "ready", "embeddings", ""]
 )
-
-
-@pytest.fixture(scope="module")
-def lambda_handler(models_dir: Path) -> Iterator[Handler]:
-    saved = dict(os.environ)
-    os.environ.update(function_environment(models_dir))
-    from onnx_lambda.config import get_settings
-
-    get_settings.cache_clear()
-    from onnx_lambda import handler
-
-    yield handler.lambda_handler
-    os.environ.clear()
-    os.environ.update(saved)
-    get_settings.cache_clear()
 
 
 @st.composite

@@ -7,7 +7,6 @@ where nothing listens, a listener that never answers, one that drops every conne
 from __future__ import annotations
 
 import random
-import uuid
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -23,7 +22,6 @@ from tests.integration.moto import (
     ProxiedRequest,
     ResettingEndpoint,
     closed_port_url,
-    s3_client,
 )
 from tests.model_bundle import TOKENIZER_BYTES, Bundle, make_bundle
 
@@ -35,28 +33,6 @@ pytestmark = [pytest.mark.integration, pytest.mark.timeout(60)]
 PREFIX = "models/iris/1"
 MODEL_KEY = f"{PREFIX}/{MODEL_FILE}"
 MiB = 1024 * 1024
-
-
-@pytest.fixture(autouse=True)
-def aws_environment(monkeypatch: pytest.MonkeyPatch) -> None:
-    """The store builds its own client, as in Lambda; these are the only AWS settings it may find."""
-    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
-    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
-    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
-    monkeypatch.delenv("AWS_PROFILE", raising=False)
-
-
-@pytest.fixture(scope="module")
-def s3(moto_server: str) -> S3Client:
-    return s3_client(moto_server)
-
-
-@pytest.fixture
-def bucket(s3: S3Client) -> str:
-    name = f"models-{uuid.uuid4().hex[:12]}"
-    s3.create_bucket(Bucket=name)
-    s3.put_bucket_versioning(Bucket=name, VersioningConfiguration={"Status": "Enabled"})
-    return name
 
 
 @pytest.fixture
