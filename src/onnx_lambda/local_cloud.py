@@ -339,7 +339,13 @@ class MotoServer:
 
 
 def port_is_free(host: str, port: int) -> bool:
+    """Whether a server could listen on ``host:port`` now.
+
+    SO_REUSEADDR, as uvicorn and moto's server set it: connections of a just-stopped server that linger
+    in TIME_WAIT don't stop a new one from listening, so they mustn't fail this check either.
+    """
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             probe.bind((host, port))
         except OSError:

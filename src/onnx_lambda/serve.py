@@ -9,25 +9,12 @@ the pool's JWKS, exactly as it does behind API Gateway.
 from __future__ import annotations
 
 import argparse
-import errno
 import os
-import socket
 import sys
 from pathlib import Path
 
 from onnx_lambda.invoke import DEFAULT_MODELS
-
-
-def port_is_free(host: str, port: int) -> bool:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
-        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            probe.bind((host, port))
-        except OSError as exc:
-            if exc.errno == errno.EADDRINUSE:
-                return False
-            raise
-    return True
+from onnx_lambda.local_cloud import port_is_free
 
 
 def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
@@ -67,7 +54,7 @@ def serve_command(args: argparse.Namespace) -> int:
 
     from onnx_lambda.app import create_app
     from onnx_lambda.config import ModelSource, Settings
-    from onnx_lambda.local_cloud import bootstrap, default_state_path, start_moto
+    from onnx_lambda.local_cloud import LocalCloudError, bootstrap, default_state_path, start_moto
     from onnx_lambda.publish import publish
     from onnx_lambda.registry import load_registry
 
@@ -90,7 +77,11 @@ def serve_command(args: argparse.Namespace) -> int:
     os.environ.setdefault("AWS_ACCESS_KEY_ID", "local")
     os.environ.setdefault("AWS_SECRET_ACCESS_KEY", "local")
     os.environ.setdefault("AWS_DEFAULT_REGION", "us-east-1")
-    moto = start_moto(host="127.0.0.1", port=moto_port)
+    try:
+        moto = start_moto(host="127.0.0.1", port=moto_port)
+    except LocalCloudError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
     try:
         endpoint = f"http://127.0.0.1:{moto_port}"
         state_path = default_state_path()

@@ -175,7 +175,7 @@ def _tokens(ids: list[int], type_ids: list[int] | None = None) -> list[dict[str,
         ([101, 2**40, 102], None, 400, "outside 0..30521"),
         ([], None, 400, "0 tokens"),
         ([101] + [1000] * 300 + [102], None, 400, "302 tokens"),
-        ([101, 1000, 102], [0, 7, 0], 422, "out of data bounds"),
+        ([101, 1000, 102], [0, 7, 0], 400, "only 0 and 1"),
     ],
 )
 def test_regression_raw_token_tensors_out_of_the_models_domain_are_4xx(

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import random
 import re
 import signal
 import subprocess
@@ -17,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from onnx_lambda.local_cloud import free_port
+from onnx_lambda.local_cloud import port_is_free
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -25,6 +26,7 @@ ROOT = Path(__file__).resolve().parents[2]
 class Serve:
     def __init__(self, env: dict[str, str], port: int, log: Path) -> None:
         self.log = log
+        self.port = port
         self.handle = open(log, "wb")  # noqa: SIM115 - closed in stop()
         self.process = subprocess.Popen(
             ["make", "-s", "serve", f"PORT={port}"],
@@ -47,11 +49,17 @@ class Serve:
         pytest.fail(f"make serve printed no banner:\n{self.log.read_text()}")
 
     def stop(self) -> int:
-        os.killpg(self.process.pid, signal.SIGINT)
+        """Ctrl-C to the whole process group, as a terminal sends it; then wait until its ports are free."""
         try:
-            return self.process.wait(timeout=20)
+            os.killpg(self.process.pid, signal.SIGINT)
+            code = self.process.wait(timeout=20)
         finally:
             self.handle.close()
+        deadline = time.monotonic() + 20
+        while not all(port_is_free("127.0.0.1", port) for port in (self.port, self.port + 1)):
+            assert time.monotonic() < deadline, "make serve left a port bound after Ctrl-C"
+            time.sleep(0.1)
+        return code
 
 
 @pytest.fixture
@@ -65,7 +73,13 @@ def newcomer_env(tmp_path: Path) -> dict[str, str]:
 
 @pytest.fixture
 def port() -> int:
-    return free_port()
+    """A port for the API with the next one (make serve's local AWS) free too, below the kernel's ephemeral
+    range, so no outgoing connection of this machine can be holding either when serve binds them."""
+    rng = random.Random()
+    while True:
+        candidate = rng.randrange(20_000, 32_000)
+        if port_is_free("127.0.0.1", candidate) and port_is_free("127.0.0.1", candidate + 1):
+            return candidate
 
 
 @pytest.fixture
@@ -130,4 +144,5 @@ def test_make_serve_then_the_printed_commands(
     try:
         again.wait_for_banner()
     finally:
-        again.stop()
+        if again.process.poll() is None:
+            again.stop()
