@@ -10,11 +10,9 @@ from __future__ import annotations
 
 import argparse
 import os
-import signal
 import subprocess
 import sys
 import tempfile
-import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator, Sequence
@@ -24,7 +22,7 @@ from typing import IO, Final
 
 import check_slo
 
-from onnx_lambda.local_cloud import free_port
+from onnx_lambda.serve import ServeError, background_serve
 
 HERE: Final = Path(__file__).resolve().parent
 ROOT: Final = HERE.parent
@@ -47,38 +45,11 @@ def _get(url: str, token: str | None = None, timeout: float = 2.0) -> int:
 @contextmanager
 def local_stack(env: dict[str, str], log: IO[bytes]) -> Iterator[str]:
     """``onnx-lambda serve`` on free ports; yields the API URL once it is ready, and stops it afterwards."""
-    port, moto_port = free_port(), free_port()
-    process = subprocess.Popen(  # noqa: S603 - our own CLI, fixed arguments
-        [sys.executable, "-m", "onnx_lambda.cli", "serve", "--port", str(port), "--moto-port", str(moto_port)],
-        cwd=ROOT,
-        env=env,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
-    )
-    url = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + READY_TIMEOUT_SECONDS
-        while True:
-            if process.poll() is not None:
-                raise StackError(f"onnx-lambda serve exited with status {process.returncode}; see {log.name}")
-            try:
-                if _get(f"{url}/v2/health/ready") == 200:
-                    break
-            except OSError:
-                pass
-            if time.monotonic() > deadline:
-                raise StackError(f"onnx-lambda serve was not ready after {READY_TIMEOUT_SECONDS:.0f} s; see {log.name}")
-            time.sleep(0.25)
-        yield url
-    finally:
-        if process.poll() is None:
-            os.killpg(process.pid, signal.SIGINT)
-            try:
-                process.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                os.killpg(process.pid, signal.SIGKILL)
-                process.wait()
+        with background_serve(env, log, ready_timeout=READY_TIMEOUT_SECONDS) as url:
+            yield url
+    except ServeError as error:
+        raise StackError(str(error)) from None
 
 
 def check_token(url: str, env: dict[str, str]) -> None:

@@ -3,19 +3,16 @@
 from __future__ import annotations
 
 import os
-import signal
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-import httpx
 import pytest
 
-from onnx_lambda.local_cloud import free_port
+from onnx_lambda.serve import ServeError, background_serve
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -35,8 +32,7 @@ class LocalService:
 
 @contextmanager
 def running_serve(home: Path, *flags: str) -> Iterator[tuple[str, str, dict[str, str], Path]]:
-    """`onnx-lambda serve FLAGS` in its own session with its own state; yields url, token, env and log."""
-    port = free_port()
+    """`onnx-lambda serve FLAGS` with its own state; yields url, a real token, its env and its log."""
     env = {
         **os.environ,
         "ONNX_LAMBDA_STATE_FILE": str(home / "local-stack.json"),
@@ -44,48 +40,21 @@ def running_serve(home: Path, *flags: str) -> Iterator[tuple[str, str, dict[str,
         "PYTHONUNBUFFERED": "1",
     }
     log_path = home / "serve.log"
-    log = open(log_path, "wb")  # noqa: SIM115 - closed below
-    command = [sys.executable, "-m", "onnx_lambda.cli", "serve", *flags, "--port", str(port)]
-    process = subprocess.Popen(
-        [*command, "--moto-port", str(free_port())],
-        cwd=ROOT,
-        env=env,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
-    )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 120
-        while True:
-            if process.poll() is not None:
-                pytest.fail(f"serve {flags} exited with {process.returncode}:\n{log_path.read_text()}")
-            try:  # behind the emulator, the first request is the first environment's cold start
-                if httpx.get(f"{url}/v2/health/ready", timeout=30).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            if time.monotonic() > deadline:
-                pytest.fail(f"serve {flags} did not become ready:\n{log_path.read_text()}")
-            time.sleep(0.2)
-        token = subprocess.run(
-            [sys.executable, "-m", "onnx_lambda.cli", "token"],
-            cwd=ROOT,
-            env=env,
-            capture_output=True,
-            text=True,
-            check=True,
-            timeout=60,
-        ).stdout.strip()
-        yield url, token, env, log_path
-    finally:
-        os.killpg(process.pid, signal.SIGINT)
+    with log_path.open("wb") as log:
         try:
-            process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
-            process.wait()
-        log.close()
+            with background_serve(env, log, *flags, ready_timeout=120) as url:
+                token = subprocess.run(
+                    [sys.executable, "-m", "onnx_lambda.cli", "token"],
+                    cwd=ROOT,
+                    env=env,
+                    capture_output=True,
+                    text=True,
+                    check=True,
+                    timeout=60,
+                ).stdout.strip()
+                yield url, token, env, log_path
+        except ServeError as error:
+            pytest.fail(f"{error}:\n{log_path.read_text()}")
 
 
 @dataclass(frozen=True)

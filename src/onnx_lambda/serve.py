@@ -10,11 +10,18 @@ from __future__ import annotations
 
 import argparse
 import os
+import signal
+import subprocess
 import sys
+import time
+import urllib.request
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from pathlib import Path
+from typing import IO
 
 from onnx_lambda.invoke import DEFAULT_MODELS
-from onnx_lambda.local_cloud import port_is_free
+from onnx_lambda.local_cloud import free_port, port_is_free
 
 
 def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
@@ -144,3 +151,51 @@ Ctrl-C stops everything.
 """,
         flush=True,
     )
+
+
+class ServeError(RuntimeError):
+    """The background stack exited or never became ready; the message points at its log."""
+
+
+@contextmanager
+def background_serve(
+    env: Mapping[str, str], log: IO[bytes], *flags: str, ready_timeout: float = 180.0
+) -> Iterator[str]:
+    """``onnx-lambda serve FLAGS`` on free ports in its own process group; yields the API URL once ready.
+
+    The load tests, the soak and the integration tests all run the stack this way, and stop it as a
+    terminal's Ctrl-C would.
+    """
+    port = free_port()
+    command = [sys.executable, "-m", "onnx_lambda.cli", "serve", *flags, "--port", str(port)]
+    process = subprocess.Popen(  # noqa: S603 - our own CLI, fixed arguments
+        [*command, "--moto-port", str(free_port())],
+        env=dict(env),
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + ready_timeout
+        while True:
+            if process.poll() is not None:
+                raise ServeError(f"onnx-lambda serve exited with status {process.returncode}; see {log.name}")
+            try:  # behind the emulator, the first request is the first environment's cold start
+                with urllib.request.urlopen(f"{url}/v2/health/ready", timeout=30) as response:  # noqa: S310  # nosec B310  # loopback http
+                    if response.status == 200:
+                        break
+            except OSError:
+                pass
+            if time.monotonic() > deadline:
+                raise ServeError(f"onnx-lambda serve was not ready after {ready_timeout:.0f} s; see {log.name}")
+            time.sleep(0.2)
+        yield url
+    finally:
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGINT)
+            try:
+                process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                os.killpg(process.pid, signal.SIGKILL)
+                process.wait()
