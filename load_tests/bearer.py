@@ -138,16 +138,8 @@ def token_source_from_environment(environ: Mapping[str, str] = os.environ) -> To
 
     def local_user(fresh: bool) -> str:
         from onnx_lambda.local_cloud import LocalStack, default_state_path
-        from onnx_lambda.tokens import user_token
+        from onnx_lambda.tokens import dev_user_token
 
-        stack = LocalStack.load(default_state_path())
-        return user_token(
-            client_id=stack.user_client_id,
-            username=stack.username,
-            password=stack.password,
-            region=stack.region,
-            endpoint_url=stack.endpoint_url,
-            use_cache=not fresh,
-        )
+        return dev_user_token(LocalStack.load(default_state_path()), use_cache=not fresh)
 
     return TokenSource("the local stack's dev user", local_user)

@@ -123,6 +123,14 @@ def build_event(
     return event
 
 
+def request_id(event: Mapping[str, Any] | None) -> str | None:
+    """API Gateway's ``requestContext.requestId`` (what Powertools' ``correlation_paths.API_GATEWAY_HTTP``
+    selects, read directly rather than through a JMESPath query on every invocation)."""
+    request_context = (event or {}).get("requestContext")
+    value = request_context.get("requestId") if isinstance(request_context, Mapping) else None
+    return value if isinstance(value, str) else None
+
+
 def _claim(value: Any) -> str:
     """API Gateway hands every claim to the function as a string; lists become ``[a b]``."""
     if isinstance(value, str):

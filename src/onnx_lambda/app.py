@@ -21,6 +21,7 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from onnx_lambda.apigateway_event import request_id
 from onnx_lambda.auth import Principal
 from onnx_lambda.config import Settings
 from onnx_lambda.errors import ServiceError
@@ -30,7 +31,6 @@ from onnx_lambda.inference import (
     describe_validation_errors,
     error_reply,
     internal_error_reply,
-    require_json,
 )
 from onnx_lambda.observability import logger
 from onnx_lambda.registry import ModelRegistry, ServedModel
@@ -94,24 +94,11 @@ class ErrorBoundary:
         try:
             await self.app(scope, receive, tracking_send)
         except Exception:
-            request_id = request_id_of(scope)
-            logger.exception("unhandled error", extra={"request_id": request_id})
+            reference = request_id(scope.get("aws.event")) or uuid.uuid4().hex
+            logger.exception("unhandled error", extra={"request_id": reference})
             if started:
                 raise
-            await internal_error_response(request_id, scope.get("path", ""))(scope, receive, send)
-
-
-def internal_error_response(request_id: str, path: str) -> Response:
-    return to_response(internal_error_reply(request_id, path))
-
-
-def request_id_of(scope: Scope) -> str:
-    event = scope.get("aws.event")
-    if isinstance(event, dict):
-        request_id = event.get("requestContext", {}).get("requestId")
-        if isinstance(request_id, str):
-            return request_id
-    return uuid.uuid4().hex
+            await to_response(internal_error_reply(reference, scope.get("path", "")))(scope, receive, send)
 
 
 def to_response(reply: Reply) -> Response:
@@ -270,7 +257,6 @@ def create_app(registry: ModelRegistry, settings: Settings, routes: InferenceRou
         openapi_extra=request_body_schema(EmbeddingsRequest),
     )
     async def embeddings(request: Request) -> Response:
-        require_json(request.headers)
         return to_response(routes.embeddings(await read_body(request), request.headers))
 
     @protected.get(

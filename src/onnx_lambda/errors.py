@@ -57,6 +57,12 @@ class Unprocessable(ServiceError):
     status = 422
 
 
+class ServiceUnavailable(ServiceError):
+    """The models are not loaded (a failed init in a long-running server): only health answers."""
+
+    status = 503
+
+
 class ModelLoadError(Exception):
     """A model that must not be served: unreachable, tampered, truncated or not ONNX.
 

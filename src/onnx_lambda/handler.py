@@ -66,6 +66,7 @@ settings = get_settings()
 store = PrefetchingStore(settings)
 
 # Imported while the models download.
+from onnx_lambda.apigateway_event import request_id  # noqa: E402
 from onnx_lambda.errors import ServiceError  # noqa: E402
 from onnx_lambda.inference import InferenceRoutes, Reply, error_reply, internal_error_reply  # noqa: E402
 from onnx_lambda.observability import logger, metrics, tracer  # noqa: E402
@@ -195,14 +196,6 @@ def proxy_response(reply: Reply) -> dict[str, Any]:
         else:
             body, encoded = base64.b64encode(reply.body).decode(), True
     return {"statusCode": reply.status, "body": body, "headers": headers, "isBase64Encoded": encoded}
-
-
-def request_id(event: Mapping[str, Any]) -> str | None:
-    """API Gateway's request id: what Powertools' ``correlation_paths.API_GATEWAY_HTTP`` selects, read
-    directly rather than through a JMESPath query on every invocation."""
-    request_context = event.get("requestContext")
-    value = request_context.get("requestId") if isinstance(request_context, Mapping) else None
-    return value if isinstance(value, str) else None
 
 
 @logger.inject_lambda_context(clear_state=True)

@@ -23,6 +23,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from onnx_lambda.local_cloud import free_port
+
 INVOKE_PATH = "/2015-03-31/functions/function/invocations"
 DEFAULT_CMD = "onnx_lambda.handler.lambda_handler"
 
@@ -52,12 +54,6 @@ def image_cmd(dockerfile: Path = Path("Dockerfile")) -> str:
             if isinstance(command, list) and len(command) == 1 and isinstance(command[0], str):
                 return command[0]
     return DEFAULT_CMD
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 @dataclass(frozen=True, slots=True)

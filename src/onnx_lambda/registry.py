@@ -14,7 +14,7 @@ from aws_lambda_powertools.metrics import MetricUnit, single_metric
 
 from onnx_lambda.config import ModelSource, Settings
 from onnx_lambda.embeddings import Embedder
-from onnx_lambda.errors import ModelLoadError, NotFound, ServiceError
+from onnx_lambda.errors import ModelLoadError, NotFound, ServiceUnavailable
 from onnx_lambda.model import OnnxModel
 from onnx_lambda.model_store import ModelStore
 from onnx_lambda.observability import (
@@ -26,10 +26,6 @@ from onnx_lambda.observability import (
     logger,
     tracer,
 )
-
-
-class ServiceUnavailable(ServiceError):
-    status = 503
 
 
 @dataclass(frozen=True, slots=True)

@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import base64
 import contextlib
+import dataclasses
 import getpass
 import hashlib
 import hmac
@@ -158,6 +159,21 @@ def user_token(
     if cached.id_token is None:
         raise TokenError("Cognito returned no ID token")
     return cached.id_token
+
+
+def dev_user_token(stack: LocalStack, *, flow: AuthFlow = "password", id_token: bool = False, **options: Any) -> str:
+    """The local stack's dev user, signed in; ``options`` (cache, use_cache, clock) as for :func:`user_token`."""
+    return user_token(
+        client_id=stack.user_client_id,
+        username=stack.username,
+        password=stack.password,
+        region=stack.region,
+        endpoint_url=stack.endpoint_url,
+        flow=flow,
+        user_pool_id=stack.user_pool_id,
+        id_token=id_token,
+        **options,
+    )
 
 
 def machine_token(
@@ -409,20 +425,11 @@ def _token_for(args: argparse.Namespace) -> str:
         )
     stack = LocalStack.load(args.state_file or default_state_path())
     username = args.username or stack.username
-    password = (
-        stack.password if username == stack.username else _secret(args.password_env, f"Password for {username}: ")
-    )
-    return user_token(
-        client_id=stack.user_client_id,
-        username=username,
-        password=password,
-        region=stack.region,
-        endpoint_url=stack.endpoint_url,
-        flow=flow,
-        user_pool_id=stack.user_pool_id,
-        id_token=args.id_token,
-        use_cache=use_cache,
-    )
+    if username != stack.username:
+        stack = dataclasses.replace(
+            stack, username=username, password=_secret(args.password_env, f"Password for {username}: ")
+        )
+    return dev_user_token(stack, flow=flow, id_token=args.id_token, use_cache=use_cache)
 
 
 def _secret(variable: str, prompt: str) -> str:

@@ -27,7 +27,7 @@ from onnx_lambda.app import create_app
 from onnx_lambda.config import ModelSource, Settings
 from onnx_lambda.local_cloud import LocalStack, MotoServer, bootstrap
 from onnx_lambda.registry import load_registry
-from onnx_lambda.tokens import user_token
+from onnx_lambda.tokens import dev_user_token
 from tests.faults.support import TABULAR, file_source, serving, tabular_body
 from tests.integration.moto import Blackhole, start_moto_server
 
@@ -42,14 +42,7 @@ def cognito(tmp_path: Path) -> Iterator[tuple[MotoServer, LocalStack]]:
 
 
 def real_token(stack: LocalStack) -> str:
-    return user_token(
-        client_id=stack.user_client_id,
-        username=stack.username,
-        password=stack.password,
-        region=stack.region,
-        endpoint_url=stack.endpoint_url,
-        use_cache=False,
-    )
+    return dev_user_token(stack, use_cache=False)
 
 
 def app_for(stack: LocalStack, models_dir: Path, jwks_url: str | None = None) -> FastAPI:

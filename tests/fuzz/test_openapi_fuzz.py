@@ -37,8 +37,6 @@ pytestmark = [pytest.mark.integration, pytest.mark.timeout(420)]
 #: Cases per operation and generation mode; operations without parameters run out of distinct cases sooner.
 EXAMPLES = 90
 MINIMUM_CASES = 1_000
-#: Every input here is small: anything slower than this is a bug (a hang, a retry loop, a quadratic path).
-MAX_SECONDS = 1.0
 CHECKS = [
     not_a_server_error,
     status_code_conformance,
@@ -111,7 +109,6 @@ def _fuzz_operation(
         run.statuses[response.status_code] = run.statuses.get(response.status_code, 0) + 1
         case.validate_response(response, checks=CHECKS, headers=headers)
         assert b"Traceback" not in response.content, response.content[:500]
-        assert response.elapsed < MAX_SECONDS, f"{response.elapsed:.2f} s for {case.as_curl_command(headers)}"
 
     try:
         fuzz()

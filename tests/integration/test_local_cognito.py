@@ -31,6 +31,7 @@ from onnx_lambda.tokens import (
     TokenCache,
     TokenError,
     add_token_arguments,
+    dev_user_token,
     machine_token,
     token_command,
     user_token,
@@ -81,16 +82,7 @@ def verifier_for(stack: LocalStack, *audience: str) -> JwtVerifier:
 
 
 def sign_in(stack: LocalStack, cache: TokenCache, **kwargs: Any) -> str:
-    return user_token(
-        client_id=stack.user_client_id,
-        username=stack.username,
-        password=stack.password,
-        region=stack.region,
-        endpoint_url=stack.endpoint_url,
-        user_pool_id=stack.user_pool_id,
-        cache=cache,
-        **kwargs,
-    )
+    return dev_user_token(stack, cache=cache, **kwargs)
 
 
 # --- what bootstrap creates ----------------------------------------------------------------------

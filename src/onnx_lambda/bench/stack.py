@@ -50,7 +50,7 @@ def local_stack(models_dir: Path, names: tuple[str, ...]) -> Iterator[BenchStack
     """Start moto, create the stack, publish ``names`` and sign in; stop moto on exit."""
     import boto3
 
-    from onnx_lambda.tokens import user_token
+    from onnx_lambda.tokens import dev_user_token
 
     for key, value in LOCAL_CREDENTIALS.items():
         os.environ.setdefault(key, value)
@@ -64,12 +64,5 @@ def local_stack(models_dir: Path, names: tuple[str, ...]) -> Iterator[BenchStack
             aws_secret_access_key=LOCAL_CREDENTIALS["AWS_SECRET_ACCESS_KEY"],
         )
         published = {name: publish(models_dir / name, stack.bucket, s3) for name in names}
-        token = user_token(
-            client_id=stack.user_client_id,
-            username=stack.username,
-            password=stack.password,
-            region=stack.region,
-            endpoint_url=stack.endpoint_url,
-            use_cache=False,
-        )
+        token = dev_user_token(stack, use_cache=False)
         yield BenchStack(stack=stack, models=published, token=token)
