@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Mapping
-from importlib.metadata import version as package_version
 from typing import Any
 
 import orjson
@@ -21,6 +20,7 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from onnx_lambda import __version__
 from onnx_lambda.apigateway_event import request_id
 from onnx_lambda.auth import Principal
 from onnx_lambda.config import Settings
@@ -113,7 +113,7 @@ def create_app(registry: ModelRegistry, settings: Settings, routes: InferenceRou
     """
     app = FastAPI(
         title="onnx-lambda",
-        version=package_version("onnx-lambda"),
+        version=__version__,
         summary="ONNX models behind the Open Inference Protocol v2 and OpenAI-compatible embeddings",
         openapi_tags=[
             {"name": "health", "description": "Open Inference Protocol health; no auth"},

@@ -83,6 +83,13 @@ class Settings(BaseSettings):
     )
     jwt_leeway_seconds: int = Field(default=30, ge=0, le=300)
 
+    @field_validator("s3_endpoint_url", "jwt_issuer", "jwt_jwks_url", mode="before")
+    @classmethod
+    def _empty_is_unset(cls, value: object) -> object:
+        # The template declares the local-only variables with empty values (SAM's local commands pass a
+        # variable only when the template declares it), so empty means "not set".
+        return None if value == "" else value
+
     @field_validator("jwt_audience", "jwt_scopes", mode="before")
     @classmethod
     def _comma_separated(cls, value: object) -> object:
