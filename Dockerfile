@@ -1,15 +1,16 @@
-# syntax=docker/dockerfile:1
 # The inference function's image. `sam build` builds it for the function's Architectures (x86_64 or arm64):
 # the base image is a multi-arch manifest, and every dependency below installs from manylinux wheels.
 #
-# python:3.12 because its base is Amazon Linux 2023 (glibc 2.34); python:3.11's is Amazon Linux 2, whose
-# glibc 2.26 is older than today's onnxruntime and numpy wheels need (>= 2.28).
+# python:3.13, on Amazon Linux 2023 (glibc 2.34): today's onnxruntime and numpy wheels need glibc >= 2.28.
+# BASE_IMAGE is AWS's image; only the local tests pass a stand-in built from Debian's Python 3.13
+# (containers/), on machines that cannot pull from a registry.
 #
 # Lambda runs the image as its own unprivileged sandbox user and never runs a HEALTHCHECK, so neither
 # applies here:
 # checkov:skip=CKV_DOCKER_2: Lambda ignores HEALTHCHECK; its runtime API reports function health.
 # checkov:skip=CKV_DOCKER_3: Lambda runs the container as a non-root sandbox user whatever USER says.
-FROM public.ecr.aws/lambda/python:3.12
+ARG BASE_IMAGE=public.ecr.aws/lambda/python:3.13
+FROM ${BASE_IMAGE}
 
 # Runtime dependencies only, in their own layer, so a code change rebuilds only the small layer below.
 # requirements/runtime.txt is pyproject's [project].dependencies pinned with the hash of every wheel
@@ -21,8 +22,8 @@ COPY requirements/runtime.txt /tmp/build/requirements.txt
 RUN pip install --no-cache-dir --require-hashes --no-deps --only-binary=:all: -r /tmp/build/requirements.txt \
     && rm -rf /tmp/build
 
-# The service package. /var/task is read-only at run time, so compile the bytecode now rather than on
-# every cold start.
+# The runtime package and nothing else (.dockerignore keeps the rest of the repository out). /var/task
+# is read-only at run time, so compile the bytecode now rather than on every cold start.
 COPY src/onnx_lambda "${LAMBDA_TASK_ROOT}/onnx_lambda"
 RUN python -m compileall -q "${LAMBDA_TASK_ROOT}/onnx_lambda"
 

@@ -146,8 +146,8 @@ check-security: $(BIN)/.installed  ## bandit on src/, pip-audit on the image's p
 	set -o pipefail; $(BIN)/bandit -q -r src --skip B101,B404,B603 2>&1 | { grep -v 'nosec encountered' || true; }
 	$(BIN)/python scripts/audit_requirements.py $(RUNTIME_LOCK)
 
-requirements: $(BIN)/.installed  ## re-pin requirements/runtime.txt from pyproject (hashes; Python 3.12 manylinux, any arch)
-	$(BIN)/uv pip compile pyproject.toml --quiet --generate-hashes --python-version 3.12 \
+requirements: $(BIN)/.installed  ## re-pin requirements/runtime.txt from pyproject (hashes; Python 3.13 manylinux, any arch)
+	$(BIN)/uv pip compile pyproject.toml --quiet --generate-hashes --python-version 3.13 \
 		--python-platform x86_64-manylinux_2_28 $(addprefix --no-emit-package ,$(BASE_IMAGE_PACKAGES) $(UNUSED_PACKAGES)) \
 		--custom-compile-command "make requirements" -o $(RUNTIME_LOCK)
 

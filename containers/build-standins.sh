@@ -1,0 +1,81 @@
+#!/usr/bin/env bash
+# Build the local stand-ins for the AWS images that cannot be pulled here, for one architecture:
+#   onnx-lambda-standin/rootfs:trixie-<arch>            Debian trixie (Python 3.13), from debootstrap
+#   onnx-lambda-standin/lambda-python:3.13-<arch>       like public.ecr.aws/lambda/python:3.13
+#   onnx-lambda-standin/sam-build-python:3.13-<arch>    like public.ecr.aws/sam/build-python3.13
+# For the host's architecture, the Lambda stand-in is also tagged public.ecr.aws/lambda/python:3.13, the
+# Dockerfile's default base, so that `sam build` (which cannot pass build arguments) builds on it; an
+# image of that name that is not a stand-in (a real pull) is never replaced.
+# Usage: containers/build-standins.sh [x86_64|arm64]. Needs root (debootstrap) and Docker.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+ARCH=${1:-x86_64}
+SAM_PYTHON=${SAM_PYTHON:-.venv-sam/bin/python}
+WORK=build/standins/$ARCH
+case "$ARCH" in
+    x86_64) DEB_ARCH=amd64 ;;
+    arm64) DEB_ARCH=arm64 ;;
+    *) echo "build-standins: unknown architecture $ARCH (x86_64 or arm64)" >&2; exit 2 ;;
+esac
+ROOTFS_IMAGE=onnx-lambda-standin/rootfs:trixie-$ARCH
+LAMBDA_IMAGE=onnx-lambda-standin/lambda-python:3.13-$ARCH
+BUILD_IMAGE=onnx-lambda-standin/sam-build-python:3.13-$ARCH
+AWS_BASE=public.ecr.aws/lambda/python:3.13
+export DOCKER_BUILDKIT=0  # the legacy builder: BuildKit would try to pull its frontend
+
+scripts/docker-up.sh
+need() { command -v "$1" >/dev/null 2>&1 || DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$2" >/dev/null; }
+host_arch=$(uname -m)
+[ "$host_arch" = aarch64 ] && host_arch=arm64
+
+if [ "$ARCH" != "$host_arch" ]; then
+    # Another architecture's binaries run through QEMU user emulation, registered with binfmt_misc.
+    need qemu-aarch64-static qemu-user-static
+    need update-binfmts binfmt-support
+    [ -e /proc/sys/fs/binfmt_misc/register ] || mount -t binfmt_misc binfmt_misc /proc/sys/fs/binfmt_misc
+    update-binfmts --enable qemu-aarch64 >/dev/null 2>&1 || true
+    if [ ! -e /proc/sys/fs/binfmt_misc/qemu-aarch64 ]; then
+        echo "build-standins: could not register qemu-aarch64 with binfmt_misc" >&2
+        exit 1
+    fi
+fi
+
+# 1. The root filesystem: Debian trixie's minimal base with its Python 3.13, the same minor as Lambda's.
+if ! docker image inspect "$ROOTFS_IMAGE" >/dev/null 2>&1; then
+    need debootstrap debootstrap
+    # The host's own Debian mirror, as its apt sources name it.
+    mirror=$(awk '/^URIs:/ {print $2; exit}' /etc/apt/sources.list.d/debian.sources 2>/dev/null || true)
+    [ -n "$mirror" ] || mirror=$(awk '/^deb / {print $2; exit}' /etc/apt/sources.list)
+    rm -rf "$WORK/rootfs" && mkdir -p "$WORK"
+    echo "build-standins: debootstrap trixie ($DEB_ARCH)" >&2
+    debootstrap --arch="$DEB_ARCH" --variant=minbase --include=python3,python3-venv,ca-certificates \
+        trixie "$WORK/rootfs" "$mirror" >"$WORK/debootstrap.log" 2>&1 \
+        || { tail -n 20 "$WORK/debootstrap.log" >&2; exit 1; }
+    rm -rf "$WORK/rootfs/var/cache/apt/archives/"*.deb "$WORK/rootfs/var/lib/apt/lists/"*
+    tar -C "$WORK/rootfs" -c . | docker import - "$ROOTFS_IMAGE" >/dev/null
+    rm -rf "$WORK/rootfs"
+    # `docker import` labels every image with the engine's architecture; give it the right one.
+    "$SAM_PYTHON" containers/set_image_architecture.py "$ROOTFS_IMAGE" "$DEB_ARCH"
+fi
+
+# 2. The Lambda Python stand-in, with the Runtime Interface Emulator that SAM CLI's wheel ships.
+rie=$("$SAM_PYTHON" -c 'import pathlib, samcli; print(pathlib.Path(samcli.__file__).parent / "local/rapid")')/aws-lambda-rie-$ARCH
+context=$WORK/lambda-python
+rm -rf "$context" && mkdir -p "$context"
+cp containers/lambda-python/* "$context/"
+cp "$rie" "$context/aws-lambda-rie" && chmod 755 "$context/aws-lambda-rie"
+cp /etc/ssl/certs/ca-certificates.crt "$context/ca-certificates.crt"
+docker build -q --platform "linux/$DEB_ARCH" --build-arg ROOTFS="$ROOTFS_IMAGE" -t "$LAMBDA_IMAGE" "$context" >/dev/null
+
+# 3. The SAM build stand-in, with the same aws-lambda-builders as the SAM CLI that drives it.
+builders=$("$SAM_PYTHON" -c 'import importlib.metadata as m; print(m.version("aws-lambda-builders"))')
+docker build -q --platform "linux/$DEB_ARCH" --build-arg BASE="$LAMBDA_IMAGE" \
+    --build-arg LAMBDA_BUILDERS_VERSION="$builders" -t "$BUILD_IMAGE" containers/sam-build >/dev/null
+
+if [ "$ARCH" = "$host_arch" ]; then
+    if ! docker image inspect "$AWS_BASE" >/dev/null 2>&1 \
+        || [ "$(docker image inspect -f '{{index .Config.Labels "org.onnx-lambda.standin"}}' "$AWS_BASE")" = true ]; then
+        docker tag "$LAMBDA_IMAGE" "$AWS_BASE"
+    fi
+fi
+echo "build-standins: $LAMBDA_IMAGE and $BUILD_IMAGE ready" >&2
