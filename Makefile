@@ -31,8 +31,8 @@ $(SAM_VENV)/.installed:
 venv: $(BIN)/.installed  ## the project virtualenv (runtime + local + export + dev)
 sam-venv: $(SAM_VENV)/.installed  ## aws-sam-cli in its own virtualenv
 
-$(MODELS)/.built: $(BIN)/.installed $(wildcard src/onnx_lambda/export/*.py)
-	$(BIN)/python -m onnx_lambda.export --out $(MODELS)
+$(MODELS)/.built: $(BIN)/.installed $(wildcard src/onnx_lambda_tools/export/*.py)
+	$(BIN)/python -m onnx_lambda_tools.export --out $(MODELS)
 	touch $@
 
 model: $(MODELS)/.built  ## export MiniLM (fp32 + int8) and the tabular classifier to models/

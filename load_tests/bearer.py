@@ -130,15 +130,15 @@ def token_source_from_environment(environ: Mapping[str, str] = os.environ) -> To
         scopes = environ.get("ONNX_LAMBDA_SCOPES", "inference/invoke").split()
 
         def machine(fresh: bool) -> str:
-            from onnx_lambda.tokens import machine_token
+            from onnx_lambda_tools.tokens import machine_token
 
             return machine_token(token_url, client_id, secret, scopes, use_cache=not fresh)
 
         return TokenSource(f"client_credentials at {token_url}", machine)
 
     def local_user(fresh: bool) -> str:
-        from onnx_lambda.local_cloud import LocalStack, default_state_path
-        from onnx_lambda.tokens import dev_user_token
+        from onnx_lambda_tools.local.cloud import LocalStack, default_state_path
+        from onnx_lambda_tools.tokens import dev_user_token
 
         return dev_user_token(LocalStack.load(default_state_path()), use_cache=not fresh)
 

@@ -22,7 +22,7 @@ from typing import IO, Final
 
 import check_slo
 
-from onnx_lambda.serve import ServeError, background_serve
+from onnx_lambda_tools.serve import ServeError, background_serve
 
 HERE: Final = Path(__file__).resolve().parent
 ROOT: Final = HERE.parent
@@ -55,7 +55,7 @@ def local_stack(env: dict[str, str], log: IO[bytes]) -> Iterator[str]:
 def check_token(url: str, env: dict[str, str]) -> None:
     """One token from the local Cognito, accepted by the API, before any load is sent."""
     result = subprocess.run(
-        [sys.executable, "-m", "onnx_lambda.cli", "token"],
+        [sys.executable, "-m", "onnx_lambda_tools.cli", "token"],
         cwd=ROOT,
         env=env,
         capture_output=True,

@@ -17,8 +17,8 @@ from typing import Any
 import numpy as np
 
 from onnx_lambda import protocol
-from onnx_lambda.apigateway_event import build_event
 from onnx_lambda.manifest import read_manifest
+from onnx_lambda_tools.local.events import build_event
 
 ROOT = Path(__file__).resolve().parent.parent
 EPOCH_MS = 1_796_300_000_000

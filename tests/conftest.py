@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 import pytest
 from hypothesis import settings as hypothesis_settings
 
-from onnx_lambda.invoke import function_environment
+from onnx_lambda_tools.invoke import function_environment
 from tests.servers import LambdaService, LocalService, running_serve
 
 if TYPE_CHECKING:

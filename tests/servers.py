@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from onnx_lambda.serve import ServeError, background_serve
+from onnx_lambda_tools.serve import ServeError, background_serve
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -44,7 +44,7 @@ def running_serve(home: Path, *flags: str) -> Iterator[tuple[str, str, dict[str,
         try:
             with background_serve(env, log, *flags, ready_timeout=120) as url:
                 token = subprocess.run(
-                    [sys.executable, "-m", "onnx_lambda.cli", "token"],
+                    [sys.executable, "-m", "onnx_lambda_tools.cli", "token"],
                     cwd=ROOT,
                     env=env,
                     capture_output=True,

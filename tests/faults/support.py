@@ -15,10 +15,10 @@ from typing import TYPE_CHECKING, Any
 
 import uvicorn
 
-from onnx_lambda.apigateway_event import build_event
-from onnx_lambda.lambda_runtime import InvokeResult
-from onnx_lambda.local_cloud import free_port
 from onnx_lambda.manifest import MODEL_FILE, read_manifest
+from onnx_lambda_tools.local.cloud import free_port
+from onnx_lambda_tools.local.events import build_event
+from onnx_lambda_tools.local.lambda_runtime import InvokeResult
 from tests.integration.moto import ACCESS_KEY, REGION
 
 if TYPE_CHECKING:

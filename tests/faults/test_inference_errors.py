@@ -16,8 +16,8 @@ import onnx
 import pytest
 from onnx import TensorProto, helper
 
-from onnx_lambda.lambda_runtime import LambdaEnvironment
 from onnx_lambda.manifest import MANIFEST_FILE, MODEL_FILE, FileEntry, Golden, Manifest, TensorSpec, sha256_hex
+from onnx_lambda_tools.local.lambda_runtime import LambdaEnvironment
 from tests.faults.support import function_environment, infer_event, json_lines
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(120)]

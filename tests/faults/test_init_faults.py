@@ -16,13 +16,13 @@ from typing import TYPE_CHECKING
 import pytest
 from mangum import Mangum
 
-from onnx_lambda.apigateway_event import build_event
 from onnx_lambda.app import create_app
 from onnx_lambda.config import ModelSource, Settings
-from onnx_lambda.invoke import LambdaContext
-from onnx_lambda.lambda_runtime import LambdaEnvironment
 from onnx_lambda.manifest import MANIFEST_FILE, MODEL_FILE
 from onnx_lambda.registry import ModelRegistry
+from onnx_lambda_tools.invoke import LambdaContext
+from onnx_lambda_tools.local.events import build_event
+from onnx_lambda_tools.local.lambda_runtime import LambdaEnvironment
 from tests.faults.support import (
     TABULAR,
     Published,

@@ -25,9 +25,9 @@ from moto.utilities.utils import load_resource
 
 from onnx_lambda.app import create_app
 from onnx_lambda.config import ModelSource, Settings
-from onnx_lambda.local_cloud import LocalStack, MotoServer, bootstrap
 from onnx_lambda.registry import load_registry
-from onnx_lambda.tokens import dev_user_token
+from onnx_lambda_tools.local.cloud import LocalStack, MotoServer, bootstrap
+from onnx_lambda_tools.tokens import dev_user_token
 from tests.faults.support import TABULAR, file_source, serving, tabular_body
 from tests.integration.moto import Blackhole, start_moto_server
 

@@ -16,8 +16,8 @@ import hypothesis
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from onnx_lambda.apigateway_event import build_event
-from onnx_lambda.invoke import LambdaContext
+from onnx_lambda_tools.invoke import LambdaContext
+from onnx_lambda_tools.local.events import build_event
 
 Handler = Callable[[dict[str, Any], Any], dict[str, Any]]
 

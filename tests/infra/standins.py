@@ -22,8 +22,8 @@ from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Self
 
-from onnx_lambda.apigateway_event import build_event
-from onnx_lambda.lambda_runtime import LambdaEnvironment
+from onnx_lambda_tools.local.events import build_event
+from onnx_lambda_tools.local.lambda_runtime import LambdaEnvironment
 
 INFER_ROUTE = re.compile(r"^/v2/models/(?P<model_name>[^/]+)/infer$")
 

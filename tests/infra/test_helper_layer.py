@@ -10,8 +10,8 @@ from typing import Any
 import pytest
 
 from onnx_lambda.auth import principal_from_event
-from onnx_lambda.export.golden import infer_response_difference
 from onnx_lambda.manifest import read_manifest
+from onnx_lambda_tools.export.golden import infer_response_difference
 from tests.infra.conftest import load_module
 
 golden = load_module("onnx_lambda_helpers.golden")

@@ -19,7 +19,7 @@ from typing import Any
 import boto3
 import pytest
 
-from onnx_lambda.local_cloud import free_port
+from onnx_lambda_tools.local.cloud import free_port
 from tests.infra.conftest import LOCAL_CREDENTIALS, LocalDeployment, load_module
 from tests.infra.standins import ApiFront, TokenEndpoint
 

@@ -8,8 +8,7 @@ from typing import Any
 
 import pytest
 
-from tests.infra.cfn_eval import Evaluator
-from tests.infra.conftest import ALL_ON
+from tests.infra.conftest import ALL_ON, Evaluator
 
 #: The routes of the API contract: (method, path) -> needs a token.
 ROUTES = {
@@ -465,7 +464,7 @@ def test_outputs_exist(transformed: dict[str, Any]) -> None:
     evaluator = Evaluator(transformed, resources={"HttpApi": "abc123", "Dashboard": "dash"})
     assert evaluator.evaluate(outputs["ApiUrl"]["Value"]) == "https://abc123.execute-api.us-east-1.amazonaws.com"
     assert evaluator.evaluate(outputs["TokenUrl"]["Value"]) == (
-        "https://onnx-lambda-test-123456789012.auth.us-east-1.amazoncognito.com/oauth2/token"
+        "https://onnx-lambda-local-123456789012.auth.us-east-1.amazoncognito.com/oauth2/token"
     )
     assert "#dashboards:name=dash" in evaluator.evaluate(outputs["DashboardUrl"]["Value"])
 

@@ -28,7 +28,7 @@ from urllib.parse import urlsplit
 
 import boto3
 
-from onnx_lambda.local_cloud import LocalCloudError, MotoServer, free_port, start_moto
+from onnx_lambda_tools.local.cloud import LocalCloudError, MotoServer, free_port, start_moto
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client

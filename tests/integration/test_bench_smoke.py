@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from onnx_lambda.bench import report
+from onnx_lambda_tools.bench import report
 
 ROOT = Path(__file__).resolve().parents[2]
 SUMMARY_KEYS = {"calls", "p50_ms", "p90_ms", "p99_ms", "mean_ms", "throughput", "items_per_second"}
@@ -42,7 +42,7 @@ def bench_run(models_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> tup
         [
             sys.executable,
             "-m",
-            "onnx_lambda.cli",
+            "onnx_lambda_tools.cli",
             "bench",
             "--quick",
             "--models-dir",

@@ -36,13 +36,13 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from moto.utilities.utils import load_resource
 
 from onnx_lambda import protocol
-from onnx_lambda.apigateway_event import build_event
 from onnx_lambda.auth import JwtVerifier
-from onnx_lambda.emulator.front import GatewayApp, build_gateway
-from onnx_lambda.emulator.gateway import MalformedResponse, http_response
-from onnx_lambda.emulator.pool import EnvironmentPool
-from onnx_lambda.emulator.routes import DEFAULT_ROUTE, load_http_api
-from onnx_lambda.local_cloud import LocalStack, free_port
+from onnx_lambda_tools.local.cloud import LocalStack, free_port
+from onnx_lambda_tools.local.emulator.front import GatewayApp, build_gateway
+from onnx_lambda_tools.local.emulator.gateway import MalformedResponse, http_response
+from onnx_lambda_tools.local.emulator.pool import EnvironmentPool
+from onnx_lambda_tools.local.emulator.routes import DEFAULT_ROUTE, load_http_api
+from onnx_lambda_tools.local.events import build_event
 from tests.expected_events import EXPECTED, load_event
 from tests.servers import ROOT, LambdaService, LocalService
 
@@ -364,7 +364,7 @@ def test_a_token_without_the_route_scopes_is_forbidden(lambda_service: LambdaSer
 
 def test_an_id_token_is_forbidden_on_scoped_routes(lambda_service: LambdaService) -> None:
     id_token = subprocess.run(
-        [sys.executable, "-m", "onnx_lambda.cli", "token", "--id-token"],
+        [sys.executable, "-m", "onnx_lambda_tools.cli", "token", "--id-token"],
         cwd=ROOT,
         env=lambda_service.env,
         capture_output=True,
@@ -480,7 +480,7 @@ def test_the_builder_and_the_front_agree_on_a_bare_request(echo: str) -> None:
 def test_concurrency_grows_the_pool_with_cold_starts_then_throttles(
     faulty: GatewayFactory, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
-    caplog.set_level(logging.INFO, logger="onnx_lambda.emulator")
+    caplog.set_level(logging.INFO, logger="onnx_lambda_tools.local.emulator")
     gateway = faulty(max_concurrency=3)
     barrier = tmp_path / "barrier"
     barrier.mkdir()
@@ -511,7 +511,7 @@ def test_concurrency_grows_the_pool_with_cold_starts_then_throttles(
 def test_a_function_timeout_is_a_500_and_the_environment_is_replaced(
     faulty: GatewayFactory, caplog: pytest.LogCaptureFixture
 ) -> None:
-    caplog.set_level(logging.INFO, logger="onnx_lambda.emulator")
+    caplog.set_level(logging.INFO, logger="onnx_lambda_tools.local.emulator")
     gateway = faulty()
     first = httpx.get(f"{gateway.url}/fast/x", timeout=60)
     response = httpx.get(f"{gateway.url}/fast/x?fault=sleep&seconds=30", timeout=60)  # the function's Timeout is 2

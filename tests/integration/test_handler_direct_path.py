@@ -18,7 +18,7 @@ from types import ModuleType
 
 import pytest
 
-from onnx_lambda.invoke import LambdaContext, function_environment
+from onnx_lambda_tools.invoke import LambdaContext, function_environment
 from tests.expected_events import EXPECTED, load_event
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -81,7 +81,7 @@ def test_inference_needs_no_fastapi(models_dir: Path) -> None:
         """
         import json, os, sys
         from pathlib import Path
-        from onnx_lambda.invoke import LambdaContext, function_environment
+        from onnx_lambda_tools.invoke import LambdaContext, function_environment
         from tests.expected_events import load_event
         os.environ.update(function_environment(Path(sys.argv[1])))
         sys.stdout = open(os.devnull, "w")

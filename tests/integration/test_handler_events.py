@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from onnx_lambda.invoke import LambdaContext
+from onnx_lambda_tools.invoke import LambdaContext
 from tests.expected_events import EVENTS_DIR, EXPECTED, check_response, load_event
 
 Handler = Callable[[dict[str, Any], Any], dict[str, Any]]

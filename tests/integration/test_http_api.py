@@ -20,7 +20,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from moto.utilities.utils import load_resource
 
-from onnx_lambda.local_cloud import LocalStack
+from onnx_lambda_tools.local.cloud import LocalStack
 from tests.servers import LocalService
 
 TABULAR = "breast-cancer-classifier"
@@ -204,7 +204,7 @@ def test_an_id_token_is_refused_on_scoped_routes(local_service: LocalService) ->
     import sys
 
     id_token = subprocess.run(
-        [sys.executable, "-m", "onnx_lambda.cli", "token", "--id-token"],
+        [sys.executable, "-m", "onnx_lambda_tools.cli", "token", "--id-token"],
         env=local_service.env,
         capture_output=True,
         text=True,

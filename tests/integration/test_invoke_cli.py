@@ -14,7 +14,7 @@ ROOT = Path(__file__).resolve().parents[2]
 
 def test_invoke_prints_the_response_and_logs_to_stderr(models_dir: Path) -> None:
     run = subprocess.run(
-        [sys.executable, "-m", "onnx_lambda.cli", "invoke", str(EVENTS_DIR / "embeddings.json")],
+        [sys.executable, "-m", "onnx_lambda_tools.cli", "invoke", str(EVENTS_DIR / "embeddings.json")],
         cwd=ROOT,
         capture_output=True,
         text=True,

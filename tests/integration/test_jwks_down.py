@@ -16,9 +16,9 @@ from moto.utilities.utils import load_resource
 
 from onnx_lambda.app import create_app
 from onnx_lambda.config import ModelSource, Settings
-from onnx_lambda.local_cloud import free_port
 from onnx_lambda.manifest import read_manifest
 from onnx_lambda.registry import load_registry
+from onnx_lambda_tools.local.cloud import free_port
 from tests.integration.moto import closed_port_url
 
 ISSUER = "https://cognito-idp.us-east-1.amazonaws.com/us-east-1_JwksDown"

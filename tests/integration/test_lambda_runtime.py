@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from onnx_lambda.invoke import function_environment
-from onnx_lambda.lambda_runtime import LambdaEnvironment, image_cmd
+from onnx_lambda_tools.invoke import function_environment
+from onnx_lambda_tools.local.lambda_runtime import LambdaEnvironment, image_cmd
 from tests.expected_events import EXPECTED, check_response, load_event
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -26,8 +26,8 @@ from moto.utilities.utils import load_resource
 
 from onnx_lambda.auth import JwtVerifier, require_any_scope
 from onnx_lambda.errors import Forbidden, Unauthorized
-from onnx_lambda.local_cloud import INVOKE_SCOPE_NAME, LocalCloudError, LocalStack, bootstrap, start_moto
-from onnx_lambda.tokens import (
+from onnx_lambda_tools.local.cloud import INVOKE_SCOPE_NAME, LocalCloudError, LocalStack, bootstrap, start_moto
+from onnx_lambda_tools.tokens import (
     TokenCache,
     TokenError,
     add_token_arguments,

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from onnx_lambda.local_cloud import port_is_free
+from onnx_lambda_tools.local.cloud import port_is_free
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -10,13 +10,13 @@ import onnxruntime.datasets
 import pytest
 from mangum import Mangum
 
-from onnx_lambda.apigateway_event import build_event
 from onnx_lambda.app import create_app
-from onnx_lambda.cli import main
 from onnx_lambda.config import ModelSource, Settings
-from onnx_lambda.invoke import LambdaContext
 from onnx_lambda.manifest import verify_model_dir
 from onnx_lambda.registry import load_registry
+from onnx_lambda_tools.cli import main
+from onnx_lambda_tools.invoke import LambdaContext
+from onnx_lambda_tools.local.events import build_event
 
 
 def serve_directories(*directories: Path) -> Mangum:

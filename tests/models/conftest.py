@@ -11,10 +11,10 @@ import pytest
 from tokenizers import Tokenizer
 
 from onnx_lambda.config import available_cpus
-from onnx_lambda.export import MINILM_FP32, MINILM_INT8
-from onnx_lambda.export.minilm import OUTPUT_NAME, tokenize
 from onnx_lambda.manifest import MODEL_FILE, TOKENIZER_FILE
 from onnx_lambda.model import session_options
+from onnx_lambda_tools.export import MINILM_FP32, MINILM_INT8
+from onnx_lambda_tools.export.minilm import OUTPUT_NAME, tokenize
 
 CORPUS_FILE = Path(__file__).with_name("corpus.jsonl")
 #: The service's batches: up to 32 texts, padded to the longest.

@@ -11,9 +11,9 @@ import onnxruntime as ort
 import pytest
 from onnxruntime.datasets import get_example
 
-from onnx_lambda.export import golden
-from onnx_lambda.export.bundle import dumps, staged_model_dir, write_manifest
 from onnx_lambda.manifest import MANIFEST_FILE, MODEL_FILE, Golden, verify_model_dir
+from onnx_lambda_tools.export import golden
+from onnx_lambda_tools.export.bundle import dumps, staged_model_dir, write_manifest
 
 #: Y = X * [[1, 2], [3, 4], [5, 6]], elementwise, for X of shape [3, 2].
 MUL = Path(get_example("mul_1.onnx"))

@@ -11,10 +11,10 @@ import pytest
 from tokenizers import Tokenizer
 
 from onnx_lambda.config import available_cpus
-from onnx_lambda.export import BREAST_CANCER, MINILM_FP32, MINILM_INT8, MODEL_NAMES, golden
-from onnx_lambda.export.minilm import INPUT_NAMES, OUTPUT_NAME, tokenize
 from onnx_lambda.manifest import MANIFEST_FILE, MODEL_FILE, TOKENIZER_FILE, Manifest, verify_model_dir
 from onnx_lambda.model import GraphOptimization, session_options
+from onnx_lambda_tools.export import BREAST_CANCER, MINILM_FP32, MINILM_INT8, MODEL_NAMES, golden
+from onnx_lambda_tools.export.minilm import INPUT_NAMES, OUTPUT_NAME, tokenize
 
 from .conftest import open_session
 

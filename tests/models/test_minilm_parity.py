@@ -13,9 +13,9 @@ import onnx
 import pytest
 from tokenizers import Tokenizer
 
-from onnx_lambda.export import MINILM_FP32, MINILM_INT8
-from onnx_lambda.export.minilm import EMBEDDING_DIM, MAX_TOKENS, source_dir, tokenize
 from onnx_lambda.manifest import MODEL_FILE
+from onnx_lambda_tools.export import MINILM_FP32, MINILM_INT8
+from onnx_lambda_tools.export.minilm import EMBEDDING_DIM, MAX_TOKENS, source_dir, tokenize
 
 pytestmark = pytest.mark.models
 

@@ -7,8 +7,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from onnx_lambda.export import BREAST_CANCER, tabular
 from onnx_lambda.manifest import MODEL_FILE, TensorSpec, read_manifest, sha256_hex
+from onnx_lambda_tools.export import BREAST_CANCER, tabular
 
 from .conftest import open_session
 

@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 from tokenizers import Tokenizer
 
-from onnx_lambda.export import MINILM_FP32, MINILM_INT8
-from onnx_lambda.export.minilm import MAX_TOKENS, tokenize
 from onnx_lambda.manifest import TOKENIZER_FILE, read_manifest
+from onnx_lambda_tools.export import MINILM_FP32, MINILM_INT8
+from onnx_lambda_tools.export.minilm import MAX_TOKENS, tokenize
 
 pytestmark = pytest.mark.models
 

@@ -10,11 +10,11 @@ from pathlib import Path
 
 import pytest
 
-from onnx_lambda.cli import main
-from onnx_lambda.cost.lambda_sizing import AmdahlFit, basis, billed_ms, vcpus
-from onnx_lambda.cost.measurements import FALLBACK, Measurements, WorkloadTiming, load_measurements
-from onnx_lambda.cost.memory_advice import advise
-from onnx_lambda.cost.model import (
+from onnx_lambda_tools.cli import main
+from onnx_lambda_tools.cost.lambda_sizing import AmdahlFit, basis, billed_ms, vcpus
+from onnx_lambda_tools.cost.measurements import FALLBACK, Measurements, WorkloadTiming, load_measurements
+from onnx_lambda_tools.cost.memory_advice import advise
+from onnx_lambda_tools.cost.model import (
     Scenario,
     break_even,
     lambda_compute_cost,
@@ -24,7 +24,7 @@ from onnx_lambda.cost.model import (
     sagemaker_serverless_cost,
     stack_breakdown,
 )
-from onnx_lambda.cost.prices import PriceBookError, load_prices
+from onnx_lambda_tools.cost.prices import PriceBookError, load_prices
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -240,7 +240,7 @@ def test_the_packaged_price_file_is_complete_and_sourced():
 
 def test_the_generator_is_deterministic_and_docs_are_current(tmp_path):
     pytest.importorskip("matplotlib", reason="the cost extra (matplotlib) draws the chart")
-    from onnx_lambda.cost.report import write_docs
+    from onnx_lambda_tools.cost.report import write_docs
 
     prices, measurements = load_prices(), load_measurements(ROOT)
     first = write_docs(tmp_path / "a", Scenario(), measurements, prices)

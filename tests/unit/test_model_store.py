@@ -14,9 +14,9 @@ import pytest
 
 from onnx_lambda.config import ModelSource, Settings
 from onnx_lambda.errors import ModelLoadError
-from onnx_lambda.local_cloud import free_port
 from onnx_lambda.manifest import MANIFEST_FILE, MODEL_FILE, TOKENIZER_FILE, FileEntry, TokenizerSettings
 from onnx_lambda.model_store import ModelStore, build_s3_client, parse_file_uri, parse_s3_uri
+from onnx_lambda_tools.local.cloud import free_port
 from tests.model_bundle import TOKENIZER_BYTES, Bundle, iris_model, make_bundle
 
 SHA_OF_NOTHING_IN_PARTICULAR = "ab" * 32

@@ -1,6 +1,6 @@
 """Does an answer match the manifest's golden answer?
 
-The same rule as ``onnx_lambda.export.golden.infer_response_difference``, in the standard library:
+The same rule as ``onnx_lambda_tools.export.golden.infer_response_difference``, in the standard library:
 names, datatypes and shapes must be equal, and every number within ``atol``.
 """
 

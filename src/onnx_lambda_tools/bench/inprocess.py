@@ -1,0 +1,298 @@
+"""The in-process paths: embeddings, OIP infer, the Lambda runtime, and session options.
+
+Runs as its own process (``python -m onnx_lambda_tools.bench.inprocess CONFIG OUT``) so that the handler's
+environment, its ``max_batch_size`` and its memory are the bench's alone. The raw reference and the
+Lambda handler live in this one process, load the same model files with the same session options, and
+are measured interleaved (see :mod:`onnx_lambda_tools.bench.stats`). Before timing, each comparison checks
+that both sides computed the same answer, so the ratio compares equal work.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import onnxruntime as ort
+from tokenizers import Tokenizer
+
+from onnx_lambda.manifest import MODEL_FILE, TOKENIZER_FILE, read_manifest
+from onnx_lambda_tools.bench import workloads
+from onnx_lambda_tools.bench.report import comparison
+from onnx_lambda_tools.bench.stats import Call, interleave, progress, summarize
+
+EMBEDDING_MODELS = {"int8": "all-minilm-l6-v2", "fp32": "all-minilm-l6-v2-fp32"}
+TABULAR_MODEL = "breast-cancer-classifier"
+
+Handler = Callable[[dict[str, Any], Any], dict[str, Any]]
+
+
+@dataclass(frozen=True, slots=True)
+class WorkerConfig:
+    models_dir: Path
+    seconds: float
+    sections: tuple[str, ...]
+    threads: int
+    optimization: str
+
+    @classmethod
+    def load(cls, path: Path) -> WorkerConfig:
+        raw = json.loads(path.read_text())
+        return cls(
+            models_dir=Path(raw["models_dir"]),
+            seconds=float(raw["seconds"]),
+            sections=tuple(raw["sections"]),
+            threads=int(raw["threads"]),
+            optimization=str(raw["optimization"]),
+        )
+
+
+def handler_environment(
+    models_dir: Path, names: tuple[str, ...], max_batch_size: int, threads: int, optimization: str
+) -> dict[str, str]:
+    """The deployed function's environment, with the models read from disk and the bench's batch limit."""
+    from onnx_lambda_tools.invoke import function_environment, local_model_sources
+
+    environment = function_environment(models_dir)
+    environment["ONNX_LAMBDA_MODELS"] = local_model_sources(models_dir, names)
+    environment["ONNX_LAMBDA_MAX_BATCH_SIZE"] = str(max_batch_size)
+    environment["ONNX_LAMBDA_INTRA_OP_THREADS"] = str(threads)
+    environment["ONNX_LAMBDA_GRAPH_OPTIMIZATION"] = optimization
+    return environment
+
+
+class RawEmbedder:
+    """What a minimal script does: tokenize with the published tokenizer.json, then ``session.run``."""
+
+    def __init__(self, model_dir: Path, options: ort.SessionOptions, max_length: int) -> None:
+        self.tokenizer = Tokenizer.from_file(str(model_dir / TOKENIZER_FILE))
+        self.tokenizer.enable_truncation(max_length=max_length)
+        self.tokenizer.enable_padding()
+        self.session = ort.InferenceSession(str(model_dir / MODEL_FILE), options, providers=["CPUExecutionProvider"])
+        self.type_ids = any(i.name == "token_type_ids" for i in self.session.get_inputs())
+
+    def __call__(self, texts: list[str]) -> np.ndarray:
+        encodings = self.tokenizer.encode_batch(texts)
+        ids = np.array([e.ids for e in encodings], dtype=np.int64)
+        feeds = {"input_ids": ids, "attention_mask": np.array([e.attention_mask for e in encodings], dtype=np.int64)}
+        if self.type_ids:
+            feeds["token_type_ids"] = np.array([e.type_ids for e in encodings], dtype=np.int64)
+        result: np.ndarray = self.session.run(None, feeds)[0]
+        return result
+
+
+class InProcessBench:
+    def __init__(self, config: WorkerConfig, handler: Handler, context: Any) -> None:
+        from onnx_lambda.model import session_options
+
+        self.config = config
+        self.handler = handler
+        self.context = context
+        self.options = session_options(config.threads, config.optimization)  # type: ignore[arg-type]
+        self.results: list[dict[str, Any]] = []
+
+    # --- helpers ----------------------------------------------------------------------------------
+
+    def invoke(self, event: dict[str, Any]) -> dict[str, Any]:
+        response = self.handler(event, self.context)
+        if response.get("statusCode") != 200:
+            raise RuntimeError(f"the handler answered {response.get('statusCode')}: {str(response.get('body'))[:300]}")
+        return response
+
+    def compare(
+        self, group: str, case: str, cases: Mapping[str, Call], items: int, seconds: float | None = None
+    ) -> None:
+        samples = interleave(cases, seconds=seconds or self.config.seconds)
+        raw, ours = (summarize(samples[name], items_per_call=items) for name in cases)
+        self.results.append(comparison(group, case, items, raw.as_dict(), ours.as_dict()))
+        progress(group, case, raw.p50_ms, ours.p50_ms)
+
+    # --- sections ---------------------------------------------------------------------------------
+
+    def embeddings(self) -> None:
+        for precision, name in EMBEDDING_MODELS.items():
+            model_dir = self.config.models_dir / name
+            manifest = read_manifest(model_dir)
+            max_length = manifest.tokenizer.max_length if manifest.tokenizer else 256
+            raw = RawEmbedder(model_dir, self.options, max_length)
+            inputs = {
+                "short sentence": [workloads.SHORT_SENTENCE],
+                f"{workloads.LONG_TOKENS}-token text": [workloads.long_text(raw.tokenizer)],
+                f"batch of {workloads.BATCH_SIZE}": list(workloads.BATCH_TEXTS),
+            }
+            for case, texts in inputs.items():
+                event = workloads.embeddings_event(name, texts if len(texts) > 1 else texts[0])
+                _check_embeddings(self.invoke(event), raw(texts))
+                self.compare(
+                    "embeddings",
+                    f"{precision} {case}",
+                    {"raw": lambda t=texts, r=raw: r(t), "ours": lambda e=event: self.invoke(e)},  # type: ignore[misc]
+                    items=len(texts),
+                )
+
+    def oip(self) -> None:
+        from onnx_lambda import protocol
+
+        model_dir = self.config.models_dir / TABULAR_MODEL
+        manifest = read_manifest(model_dir)
+        session = ort.InferenceSession(str(model_dir / MODEL_FILE), self.options, providers=["CPUExecutionProvider"])
+        input_name = manifest.inputs[0].name
+        outputs = [o.name for o in manifest.outputs]
+        for rows, binary in ((1, False), (1000, False), (1000, True)):
+            array = workloads.tabular_rows(manifest.golden.infer_request, rows)
+            body, headers = workloads.infer_body(input_name, array, outputs, binary=binary)
+            event = workloads.infer_event(TABULAR_MODEL, body, headers)
+            response = self.invoke(event)
+            length = response["headers"].get(protocol.BINARY_HEADER.lower())
+            decoded = protocol.decode_infer_response(_body(response), int(length) if length else None)
+            expected = session.run(outputs, {input_name: array})
+            for output, want in zip(outputs, expected, strict=True):
+                if not np.allclose(decoded.outputs[output], want, atol=1e-5):
+                    raise RuntimeError(f"the handler's {output} differs from the raw session's")
+            feeds = {input_name: array}
+            label = f"{rows} row{'s' if rows > 1 else ''}{' (binary)' if binary else ''}"
+            self.compare(
+                "oip-infer",
+                label,
+                {"raw": lambda f=feeds: session.run(outputs, f), "ours": lambda e=event: self.invoke(e)},  # type: ignore[misc]
+                items=rows,
+            )
+
+    def runtime(self) -> None:
+        """A warm invoke through the Runtime Interface Emulator + awslambdaric, against this process's handler."""
+        from onnx_lambda_tools.local.lambda_runtime import LambdaEnvironment
+
+        event = workloads.embeddings_event(EMBEDDING_MODELS["int8"], workloads.SHORT_SENTENCE)
+        config = self.config
+        names = (EMBEDDING_MODELS["int8"], TABULAR_MODEL)
+        environment = handler_environment(config.models_dir, names, 64, config.threads, config.optimization)
+        with (
+            tempfile.TemporaryDirectory(prefix="onnx-lambda-bench-") as scratch,
+            LambdaEnvironment(environment, log_path=Path(scratch) / "function.log") as lambda_env,
+        ):
+
+            def through_runtime() -> None:
+                result = lambda_env.invoke(event)
+                if result.function_error or result.payload.get("statusCode") != 200:
+                    raise RuntimeError(f"the runtime answered {result.payload}")
+
+            through_runtime()  # the first invoke is the environment's cold start
+            self.compare(
+                "lambda-runtime",
+                "int8 short sentence",
+                {"raw": lambda: self.invoke(event), "ours": through_runtime},
+                items=1,
+            )
+
+    def session_options(self) -> dict[str, Any]:
+        """Raw ``session.run`` under each candidate option set, and session creation time per level."""
+        from onnx_lambda.model import session_options
+
+        model_dir = self.config.models_dir / EMBEDDING_MODELS["int8"]
+        raw_defaults = ort.SessionOptions()
+        raw_defaults.log_severity_level = 3
+        spinning = ort.SessionOptions()  # the service's options, but with onnxruntime's spinning thread pool
+        spinning.intra_op_num_threads = self.config.threads
+        spinning.inter_op_num_threads = 1
+        spinning.graph_optimization_level = self.options.graph_optimization_level
+        spinning.log_severity_level = 3
+        variants: dict[str, ort.SessionOptions] = {
+            "service": self.options,
+            "onnxruntime defaults": raw_defaults,
+            "spinning on": spinning,
+            "1 thread": session_options(1, self.config.optimization),  # type: ignore[arg-type]
+        }
+        for level in ("disable", "basic", "extended"):
+            if level != self.config.optimization:
+                variants[f"optimization {level}"] = session_options(self.config.threads, level)
+        manifest = read_manifest(model_dir)
+        max_length = manifest.tokenizer.max_length if manifest.tokenizer else 256
+        embedders = {name: RawEmbedder(model_dir, options, max_length) for name, options in variants.items()}
+        table: dict[str, Any] = {"run": {}, "create_seconds": {}}
+        cases = {"short sentence": [workloads.SHORT_SENTENCE], "batch of 32": list(workloads.BATCH_TEXTS)}
+        for case, texts in cases.items():
+            calls: dict[str, Call] = {name: partial(embedder, texts) for name, embedder in embedders.items()}
+            samples = interleave(calls, seconds=self.config.seconds * 2)
+            table["run"][case] = {
+                name: summarize(s, items_per_call=len(texts)).as_dict() for name, s in samples.items()
+            }
+        model_bytes = (model_dir / MODEL_FILE).read_bytes()
+        for level in ("disable", "basic", "extended", "all"):
+            options = session_options(self.config.threads, level)  # type: ignore[arg-type]
+            table["create_seconds"][level] = _median_seconds(
+                partial(ort.InferenceSession, model_bytes, options, providers=["CPUExecutionProvider"]), 3
+            )
+        # A model optimized once at publish time and loaded with optimizations off: what cold start saves.
+        with tempfile.TemporaryDirectory(prefix="onnx-lambda-bench-") as scratch:
+            optimized = Path(scratch) / "optimized.onnx"
+            options = session_options(self.config.threads, "all")
+            options.optimized_model_filepath = str(optimized)
+            ort.InferenceSession(model_bytes, options, providers=["CPUExecutionProvider"])
+            optimized_bytes = optimized.read_bytes()
+            disabled = session_options(self.config.threads, "disable")
+            table["create_seconds"]["pre-optimized, disable"] = _median_seconds(
+                lambda: ort.InferenceSession(optimized_bytes, disabled, providers=["CPUExecutionProvider"]), 3
+            )
+        return table
+
+
+def _median_seconds(call: Callable[[], object], count: int) -> float:
+    samples = []
+    for _ in range(count):
+        started = time.perf_counter()
+        call()
+        samples.append(time.perf_counter() - started)
+    return round(float(np.median(samples)), 4)
+
+
+def _body(response: Mapping[str, Any]) -> bytes:
+    import base64
+
+    body = response.get("body") or ""
+    return base64.b64decode(body) if response.get("isBase64Encoded") else str(body).encode()
+
+
+def _check_embeddings(response: Mapping[str, Any], expected: np.ndarray) -> None:
+    document = json.loads(_body(response))
+    got = np.asarray([item["embedding"] for item in document["data"]], dtype=np.float32)
+    if got.shape != expected.shape or not np.allclose(got, expected, atol=1e-5):
+        raise RuntimeError("the handler's embeddings differ from the raw reference's")
+
+
+def main(argv: list[str]) -> int:
+    config_path, out_path = Path(argv[0]), Path(argv[1])
+    config = WorkerConfig.load(config_path)
+    names = (*EMBEDDING_MODELS.values(), TABULAR_MODEL)
+    os.environ.update(
+        handler_environment(config.models_dir, names, max(workloads.TABULAR_ROWS), config.threads, config.optimization)
+    )
+    # The handler's JSON logs and EMF metrics go to stdout, as in Lambda; here they go nowhere, at the same cost.
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, 1)
+    from onnx_lambda.handler import lambda_handler
+    from onnx_lambda_tools.invoke import LambdaContext
+
+    bench = InProcessBench(config, lambda_handler, LambdaContext(timeout_seconds=900))
+    document: dict[str, Any] = {"comparisons": bench.results}
+    if "embeddings" in config.sections:
+        bench.embeddings()
+    if "oip" in config.sections:
+        bench.oip()
+    if "runtime" in config.sections:
+        bench.runtime()
+    if "options" in config.sections:
+        document["session_options"] = bench.session_options()
+    out_path.write_text(json.dumps(document, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

@@ -1,0 +1,79 @@
+"""``onnx-lambda serve --lambda``: the local stack's settings handed to the API Gateway + Lambda emulator.
+
+The functions get what the deployed function gets from the template, with local values for what only
+a deployed stack has: the published models' ``s3://`` URIs, the local S3 endpoint, and credentials for
+it. The front verifies tokens against the local Cognito, as the HTTP API's JWT authorizer would.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import sys
+from pathlib import Path
+
+from onnx_lambda.auth import verifier_from_settings
+from onnx_lambda.config import Settings
+from onnx_lambda_tools.local import emulator
+from onnx_lambda_tools.local.emulator.front import build_gateway, serve_gateway
+from onnx_lambda_tools.local.lambda_runtime import rie_binary
+
+
+def function_environment(settings: Settings) -> dict[str, str]:
+    """The environment variables that stand in for the deployed stack's."""
+    region = os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION") or "us-east-1"
+    environment = {
+        "ONNX_LAMBDA_MODELS": json.dumps([source.model_dump(exclude_none=True) for source in settings.models]),
+        "ONNX_LAMBDA_AUTH_MODE": "apigateway",
+        "AWS_REGION": region,
+        "AWS_DEFAULT_REGION": region,
+        # The local S3 accepts any credentials; these keep the runtime from looking for real ones.
+        "AWS_ACCESS_KEY_ID": os.environ.get("AWS_ACCESS_KEY_ID", "local"),
+        "AWS_SECRET_ACCESS_KEY": os.environ.get("AWS_SECRET_ACCESS_KEY", "local"),
+    }
+    if settings.s3_endpoint_url:
+        environment["ONNX_LAMBDA_S3_ENDPOINT_URL"] = settings.s3_endpoint_url
+    return environment
+
+
+def serve_lambda(
+    settings: Settings,
+    *,
+    host: str,
+    port: int,
+    template: Path,
+    max_concurrency: int,
+    idle_seconds: float,
+    log_dir: Path,
+) -> None:
+    """Serve the template's HTTP API on ``host:port`` until interrupted."""
+    if not template.is_file():
+        raise SystemExit(f"error: {template} not found: run from the repository root, or pass --template")
+    try:
+        rie_binary()
+    except FileNotFoundError as error:
+        raise SystemExit(f"error: {error}") from None
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("%(message)s"))
+    emulator_log = logging.getLogger(emulator.__name__)  # its modules log under the package
+    emulator_log.addHandler(handler)
+    emulator_log.setLevel(logging.INFO)
+    app = build_gateway(
+        template,
+        environment=function_environment(settings),
+        verifier=verifier_from_settings(settings),
+        max_concurrency=max_concurrency,
+        idle_seconds=idle_seconds,
+        log_dir=log_dir,
+        region=os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION") or "us-east-1",
+    )
+    routes = len(app.api.routes)
+    print(
+        f"API Gateway + Lambda emulator: {routes} routes from {template}, up to {max_concurrency} execution "
+        f"environments, idle ones stopped after {idle_seconds:.0f} s.\n"
+        f"  Only the template's routes are served (no /docs). Cold starts and invocations are logged below\n"
+        f"  as Lambda REPORT lines; function logs: {log_dir}\n",
+        flush=True,
+    )
+    serve_gateway(app, host=host, port=port)
