@@ -157,11 +157,18 @@ def create_app(registry: ModelRegistry, settings: Settings, routes: InferenceRou
         "/v2/health/ready",
         summary="Server ready",
         response_model=ReadyResponse,
-        responses={503: ERROR_RESPONSES[503]},
+        responses={
+            400: {**ERROR_RESPONSES[400], "description": "Not ready: no model is deployed yet"},
+            503: ERROR_RESPONSES[503],
+        },
     )
     async def ready() -> Response:
         if registry.ready:
             return JSONResponse({"name": SERVER_NAME, "ready": True})
+        if not registry.configured:
+            # Nothing is broken, there is just nothing to serve yet: the Open Inference Protocol's "false" is a
+            # 4xx (Triton answers 400), and a 5xx here would count towards the API's 5xx rollback alarm.
+            return error_response(400, f"not ready: {registry.error}")
         return error_response(503, f"not ready: {registry.error}")
 
     # --- Open Inference Protocol v2 -------------------------------------------------------------

@@ -44,8 +44,9 @@ class Settings(BaseSettings):
 
     model_config = SettingsConfigDict(env_prefix="ONNX_LAMBDA_", extra="ignore", frozen=True)
 
-    #: JSON list of model sources, e.g. ``[{"uri": "s3://b/k?versionId=v", "sha256": "..."}]``.
-    models: list[ModelSource] = Field(min_length=1)
+    #: JSON list of model sources, e.g. ``[{"uri": "s3://b/k?versionId=v", "sha256": "..."}]``. ``[]`` (the
+    #: first deploy, before any model is published) starts a server that serves no model: live, not ready.
+    models: list[ModelSource]
 
     # --- request limits -------------------------------------------------------------------
     max_body_bytes: int = Field(default=LAMBDA_PAYLOAD_LIMIT, gt=0, le=LAMBDA_PAYLOAD_LIMIT)

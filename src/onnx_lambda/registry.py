@@ -2,6 +2,10 @@
 
 Loading is all-or-nothing: either every configured model verified and loaded, or the registry is not
 ready and serves nothing but health. A half-loaded deployment never answers an inference request.
+
+With no model configured (a stack's first deploy, which creates the bucket models are published to),
+the registry is empty and not ready, but nothing is broken: it answers as a server with no models (404
+for a model), never as a failed one (503), so a deployment without a model raises no 5xx.
 """
 
 from __future__ import annotations
@@ -27,6 +31,9 @@ from onnx_lambda.observability import (
     tracer,
 )
 
+#: Why a deployment that names no model is not ready.
+NO_MODEL = "no model is deployed yet: publish one and deploy it (docs/operations.md, step 2)"
+
 
 @dataclass(frozen=True, slots=True)
 class ServedModel:
@@ -40,12 +47,16 @@ class ModelRegistry:
     models: dict[str, ServedModel] = field(default_factory=dict)
     #: Why the registry is not ready; None once every model loaded.
     error: str | None = "models not loaded yet"
+    #: False when the deployment names no model at all (see the module's docstring).
+    configured: bool = True
 
     @property
     def ready(self) -> bool:
         return self.error is None
 
     def get(self, name: str, version: str | None = None) -> ServedModel:
+        if not self.configured:
+            raise NotFound(f"unknown model {name!r}; this deployment serves no model yet")
         if self.error is not None:
             raise ServiceUnavailable("models are not loaded; see /v2/health/ready")
         served = self.models.get(name)
@@ -61,6 +72,9 @@ class ModelRegistry:
 
 def load_registry(settings: Settings, store: ModelStore | None = None) -> ModelRegistry:
     """Fetch, verify and load every configured model; raise ModelLoadError naming the first that fails."""
+    if not settings.models:
+        logger.warning("no model configured: serving none until a deployment names one")
+        return ModelRegistry(error=NO_MODEL, configured=False)
     store = store or ModelStore(settings)
     registry = ModelRegistry()
     try:
