@@ -2,8 +2,13 @@
 
 It reads the golden request/response from the manifest beside the model that the new version pins,
 invokes that version directly with the request as an API Gateway HTTP API event, compares the answer
-within the manifest's ``atol``, and reports Succeeded or Failed. Anything that goes wrong on the way
-(an unreadable manifest, a function error, a timeout) is a Failed: a deployment is never left waiting.
+within the manifest's ``atol``, checks the model's metadata route (``GET /v2/models/{name}``, answered by
+the FastAPI app rather than the direct inference path) against the manifest, and reports Succeeded or
+Failed. Anything that goes wrong on the way (an unreadable manifest, a function error, a timeout) is a
+Failed: a deployment is never left waiting.
+
+A version without a model (``MODEL_URI`` empty: a deploy before the first model is published) must
+answer health as such: live, and not ready with a 4xx, never a 5xx.
 """
 
 from __future__ import annotations
@@ -20,7 +25,7 @@ import boto3
 from botocore.config import Config
 from onnx_lambda_helpers.apigw_event import http_event, machine_claims
 from onnx_lambda_helpers.emf import log
-from onnx_lambda_helpers.golden import embeddings_mismatches, infer_mismatches
+from onnx_lambda_helpers.golden import embeddings_mismatches, infer_mismatches, metadata_mismatches
 from onnx_lambda_helpers.model_ref import load_manifest, parse_model_uri
 
 SUCCEEDED = "Succeeded"
@@ -87,6 +92,8 @@ def handler(event: Mapping[str, Any], context: object) -> dict[str, Any]:
 
 def check_new_version(settings: HookSettings, s3: Any, lambda_client: Any) -> list[str]:
     """Replay the manifest's golden requests against the new version; return what went wrong."""
+    if not settings.model_uri:
+        return check_version_without_model(_invoker(lambda_client, settings.target_version_arn))
     manifest = load_manifest(s3, parse_model_uri(settings.model_uri))
     pinned = manifest.get("files", {}).get("model.onnx", {}).get("sha256")
     if pinned != settings.model_sha256:
@@ -126,6 +133,32 @@ def check_new_version(settings: HookSettings, s3: Any, lambda_client: Any) -> li
             problems.append(f"POST /v1/embeddings answered {status}: {answer!r:.300}")
         else:
             problems.extend(embeddings_mismatches(golden["embeddings_response"], answer, atol))
+    metadata = http_event(
+        method="GET",
+        path=f"/v2/models/{name}",
+        route_key="GET /v2/models/{model_name}",
+        path_parameters={"model_name": name},
+        body=None,
+        claims=claims,
+        scopes=settings.scopes,
+    )
+    status, answer = invoke(metadata)
+    if status != 200 or not isinstance(answer, dict):
+        problems.append(f"GET /v2/models/{name} answered {status}: {answer!r:.300}")
+    else:
+        problems.extend(metadata_mismatches(manifest, answer))
+    return problems
+
+
+def check_version_without_model(invoke: Callable[[dict[str, Any]], tuple[int, Any]]) -> list[str]:
+    """Live, and honestly not ready: 4xx (the Open Inference Protocol's "false"), never a 5xx."""
+    problems = []
+    for route, expected in (("/v2/health/live", range(200, 201)), ("/v2/health/ready", range(400, 500))):
+        status, answer = invoke(
+            http_event(method="GET", path=route, route_key=f"GET {route}", body=None, claims=None, scopes=())
+        )
+        if status not in expected:
+            problems.append(f"GET {route} answered {status} without a model: {answer!r:.300}")
     return problems
 
 

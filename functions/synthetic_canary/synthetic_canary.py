@@ -1,8 +1,10 @@
 """Scheduled synthetic canary: the public API, called the way a machine client calls it.
 
 Every run gets an access token by client_credentials from the user pool's token endpoint, sends the
-model's golden infer request through API Gateway, and writes two EMF metrics: ``Availability`` (1 when
-the answer matches the golden one within ``atol``, else 0) and ``Latency`` of the API call.
+model's golden infer request through API Gateway, reads the model's metadata (``GET /v2/models/{name}``,
+a route the FastAPI app answers rather than the direct inference path), and writes two EMF metrics:
+``Availability`` (1 when the answer matches the golden one within ``atol`` and the metadata matches the
+manifest, else 0) and ``Latency`` of the infer call.
 
 The client secret is read at run time with ``cognito-idp:DescribeUserPoolClient`` (scoped to the one
 pool) rather than copied into Secrets Manager: Cognito stays the one place the secret lives, so a
@@ -25,7 +27,7 @@ from typing import Any
 
 import boto3
 from onnx_lambda_helpers.emf import log, put_metrics
-from onnx_lambda_helpers.golden import infer_mismatches
+from onnx_lambda_helpers.golden import infer_mismatches, metadata_mismatches
 from onnx_lambda_helpers.model_ref import load_manifest, parse_model_uri
 
 NAMESPACE = "OnnxLambda/Canary"
@@ -105,15 +107,17 @@ def handler(event: Mapping[str, Any], context: object) -> dict[str, Any]:
 
 
 def run_probe(settings: CanarySettings) -> Probe:
-    golden = _golden(settings)
-    manifest_golden = golden["golden"]
-    url = f"{settings.api_url}/v2/models/{urllib.parse.quote(str(golden['name']))}/infer"
+    manifest = _golden(settings)
+    manifest_golden = manifest["golden"]
+    model_url = f"{settings.api_url}/v2/models/{urllib.parse.quote(str(manifest['name']))}"
+    url = f"{model_url}/infer"
     body = json.dumps(manifest_golden["infer_request"]).encode()
     for attempt in range(2):
         token = access_token(settings, fresh=attempt > 0)
+        headers = {"authorization": f"Bearer {token}"}
         started = time.perf_counter()
         try:
-            answer = _post_json(url, body, {"authorization": f"Bearer {token}"}, settings.timeout_seconds)
+            answer = _post_json(url, body, headers, settings.timeout_seconds)
         except HttpError as exc:
             latency_ms = (time.perf_counter() - started) * 1000
             if exc.status == 401 and attempt == 0:
@@ -121,6 +125,15 @@ def run_probe(settings: CanarySettings) -> Probe:
             return Probe(available=False, latency_ms=latency_ms, problems=[f"POST {url}: {exc}"])
         latency_ms = (time.perf_counter() - started) * 1000
         problems = infer_mismatches(manifest_golden["infer_response"], answer, float(manifest_golden.get("atol", 1e-4)))
+        try:
+            metadata = _get_json(model_url, headers, settings.timeout_seconds)
+        except HttpError as exc:
+            problems.append(f"GET {model_url}: {exc}")
+        else:
+            if isinstance(metadata, dict):
+                problems.extend(metadata_mismatches(manifest, metadata))
+            else:
+                problems.append(f"GET {model_url}: expected a JSON object, got {metadata!r:.100}")
         return Probe(available=not problems, latency_ms=latency_ms, problems=problems)
     raise AssertionError("unreachable")  # pragma: no cover
 
@@ -160,10 +173,18 @@ def _post_json(url: str, body: bytes, headers: Mapping[str, str], timeout: float
     return _post(url, body, {"content-type": "application/json", **headers}, timeout)
 
 
+def _get_json(url: str, headers: Mapping[str, str], timeout: float) -> Any:
+    return _request("GET", url, None, headers, timeout)
+
+
 def _post(url: str, body: bytes, headers: Mapping[str, str], timeout: float) -> Any:
+    return _request("POST", url, body, headers, timeout)
+
+
+def _request(method: str, url: str, body: bytes | None, headers: Mapping[str, str], timeout: float) -> Any:
     if not url.startswith(("https://", "http://")):
         raise ValueError(f"not an http(s) URL: {url!r}")
-    request = urllib.request.Request(url, data=body, headers=dict(headers), method="POST")  # noqa: S310 - scheme checked above
+    request = urllib.request.Request(url, data=body, headers=dict(headers), method=method)  # noqa: S310 - scheme checked above
     try:
         with urllib.request.urlopen(request, timeout=timeout) as response:  # noqa: S310 - scheme checked above
             return json.loads(response.read())

@@ -6,6 +6,9 @@
   It checks the client's id and secret against the pool in moto, as Cognito does.
 - :class:`ApiFront`: the HTTP API in front of the function: a bearer token the token endpoint issued,
   mapped to a payload 2.0 event with the token's claims, invoked through the Runtime Interface Emulator.
+- :class:`LambdaFront`: Lambda's Invoke API in front of the function under the Runtime Interface
+  Emulator, which can answer chosen routes with a 500 instead: a function whose non-inference routes fail
+  while its inference routes work (issue 10's image, which the inference-only checks let through).
 
 They exist only here, so the code under test talks real HTTP to real sockets and needs no test hooks.
 """
@@ -25,7 +28,16 @@ from typing import Any, Self
 from onnx_lambda_tools.local.events import build_event
 from onnx_lambda_tools.local.lambda_runtime import LambdaEnvironment
 
-INFER_ROUTE = re.compile(r"^/v2/models/(?P<model_name>[^/]+)/infer$")
+ROUTES = {
+    ("POST", re.compile(r"^/v2/models/(?P<model_name>[^/]+)/infer$")): "POST /v2/models/{model_name}/infer",
+    ("GET", re.compile(r"^/v2/models/(?P<model_name>[^/]+)$")): "GET /v2/models/{model_name}",
+}
+#: What the function's error boundary answers when a route fails (``internal_error_reply``), in short.
+ROUTE_FAILURE: dict[str, Any] = {
+    "statusCode": 500,
+    "headers": {"content-type": "application/json"},
+    "body": '{"error": "internal"}',
+}
 
 
 class _LoopbackServer:
@@ -50,6 +62,8 @@ class _LoopbackServer:
                 self.send_header("content-length", str(len(payload)))
                 self.end_headers()
                 self.wfile.write(payload)
+
+            do_GET = do_POST
 
             def log_message(self, format: str, *args: Any) -> None:
                 pass
@@ -117,7 +131,8 @@ class TokenEndpoint(_LoopbackServer):
 
 
 class ApiFront(_LoopbackServer):
-    """The public API's infer route: the JWT authorizer's decision, then the function, one call at a time."""
+    """The public API's infer and model metadata routes: the JWT authorizer's decision, then the function,
+    one call at a time. A route key in ``failing`` is answered as the function answers a route that fails."""
 
     def __init__(self, tokens: TokenEndpoint, function: LambdaEnvironment, issuer: str, scope: str) -> None:
         super().__init__()
@@ -126,21 +141,30 @@ class ApiFront(_LoopbackServer):
         self._issuer = issuer
         self._scope = scope
         self._lock = threading.Lock()  # an execution environment serves one invocation at a time
+        self.failing: set[str] = set()
+        self.calls: list[str] = []
 
     def handle(self, handler: BaseHTTPRequestHandler, body: bytes) -> tuple[int, dict[str, Any]]:
         scheme, _, token = handler.headers.get("authorization", "").partition(" ")
         client_id = self._tokens.issued.get(token) if scheme == "Bearer" else None
         if client_id is None:
             return 401, {"message": "Unauthorized"}
-        route = INFER_ROUTE.match(handler.path)
-        if route is None:
+        method = handler.command
+        matches = [
+            (key, found)
+            for (route_method, pattern), key in ROUTES.items()
+            if route_method == method and (found := pattern.match(handler.path)) is not None
+        ]
+        if not matches:
             return 404, {"message": "Not Found"}
+        ((route_key, route),) = matches
+        self.calls.append(route_key)
         event = build_event(
-            method="POST",
+            method=method,
             path=handler.path,
-            route_key="POST /v2/models/{model_name}/infer",
-            headers=[("content-type", handler.headers.get("content-type", "application/json"))],
-            body=body,
+            route_key=route_key,
+            headers=[("content-type", handler.headers.get("content-type", "application/json"))] if body else [],
+            body=body or None,
             path_parameters=route.groupdict(),
             claims={
                 "iss": self._issuer,
@@ -155,8 +179,32 @@ class ApiFront(_LoopbackServer):
             result = self._function.invoke(event)
         if result.function_error or not isinstance(result.payload, dict):
             return 502, {"message": "Internal Server Error"}
-        response = result.payload
+        response = ROUTE_FAILURE if route_key in self.failing else result.payload
         text = response.get("body") or ""
         if response.get("isBase64Encoded"):
             text = base64.b64decode(text).decode()
         return int(response["statusCode"]), json.loads(text) if text else {}
+
+
+class LambdaFront(_LoopbackServer):
+    """Lambda's ``Invoke`` (``POST /2015-03-31/functions/<name>/invocations``) in front of the function.
+
+    Events for a route key in ``failing`` get the answer of a function whose route fails; every other
+    event reaches the function, and its answer goes back as Lambda returns it.
+    """
+
+    def __init__(self, function: LambdaEnvironment) -> None:
+        super().__init__()
+        self._function = function
+        self._lock = threading.Lock()
+        self.failing: set[str] = set()
+
+    def handle(self, handler: BaseHTTPRequestHandler, body: bytes) -> tuple[int, dict[str, Any]]:
+        if not re.fullmatch(r"/2015-03-31/functions/[^/]+/invocations", handler.path.split("?")[0]):
+            return 404, {"message": f"no such API: {handler.path}"}
+        event = json.loads(body)
+        with self._lock:
+            result = self._function.invoke(event)
+        if event.get("routeKey") in self.failing:
+            return 200, dict(ROUTE_FAILURE)
+        return 200, result.payload

@@ -17,7 +17,7 @@ import pytest
 
 from onnx_lambda_tools.local.cloud import free_port
 from tests.infra.conftest import LOCAL_CREDENTIALS, LocalDeployment, load_module
-from tests.infra.standins import CodeDeployRecorder
+from tests.infra.standins import CodeDeployRecorder, LambdaFront
 
 hook = load_module("pre_traffic_hook")
 EVENT = {"DeploymentId": "d-EXAMPLE123", "LifecycleEventHookExecutionId": "hook-execution-456"}
@@ -111,6 +111,41 @@ def test_an_error_answer_fails_the_deployment(
     result = hook.handler(EVENT, None)
     assert result["status"] == "Failed"
     assert any("answered 404" in problem for problem in result["problems"]), result["problems"]
+    _reported(codedeploy, "Failed")
+
+
+def test_a_failing_metadata_route_fails_the_deployment(
+    local_deployment: LocalDeployment,
+    hook_environment: dict[str, str],
+    codedeploy: CodeDeployRecorder,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Inference right, model metadata a 500: the image of issue 10, whose FastAPI routes all failed."""
+    with LambdaFront(local_deployment.function) as front:
+        front.failing.add("GET /v2/models/{model_name}")
+        monkeypatch.setenv("AWS_ENDPOINT_URL_LAMBDA", front.url)
+        _forget_clients()
+        result = hook.handler(EVENT, None)
+    assert result["status"] == "Failed"
+    name = local_deployment.manifest["name"]
+    assert result["problems"] == [result["problems"][0]], "the inference routes answered right"
+    assert result["problems"][0].startswith(f"GET /v2/models/{name} answered 500")
+    _reported(codedeploy, "Failed")
+
+
+def test_metadata_that_disagrees_with_the_manifest_fails_the_deployment(
+    local_deployment: LocalDeployment,
+    hook_environment: dict[str, str],
+    codedeploy: CodeDeployRecorder,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    manifest = copy.deepcopy(local_deployment.manifest)
+    manifest["outputs"][0]["shape"] = [*manifest["outputs"][0]["shape"], 7]
+    monkeypatch.setenv("MODEL_URI", local_deployment.put_manifest_beside("other-shape", manifest))
+    result = hook.handler(EVENT, None)
+    assert result["status"] == "Failed"
+    output, served = manifest["outputs"][0], local_deployment.manifest["outputs"][0]
+    assert result["problems"] == [f"output {output['name']!r} shape: expected {output['shape']}, got {served['shape']}"]
     _reported(codedeploy, "Failed")
 
 

@@ -121,13 +121,17 @@ def _metrics(output: str) -> list[dict[str, Any]]:
 
 
 def test_a_healthy_api_is_available(
-    canary_environment: dict[str, str], token_endpoint: TokenEndpoint, capsys: pytest.CaptureFixture[str]
+    canary_environment: dict[str, str],
+    token_endpoint: TokenEndpoint,
+    api: ApiFront,
+    capsys: pytest.CaptureFixture[str],
 ) -> None:
     first = canary.handler({}, None)
     second = canary.handler({}, None)
     assert first["available"] is True, first["problems"]
     assert second["available"] is True
     assert token_endpoint.requests == 1, "a warm canary reuses its token"
+    assert api.calls == ["POST /v2/models/{model_name}/infer", "GET /v2/models/{model_name}"] * 2
     (metric, _) = _metrics(capsys.readouterr().out)
     directive = metric["_aws"]["CloudWatchMetrics"][0]
     assert directive["Namespace"] == "OnnxLambda/Canary"
@@ -152,6 +156,22 @@ def test_a_wrong_answer_makes_the_api_unavailable(
     (metric,) = _metrics(capsys.readouterr().out)
     assert metric["Availability"] == 0.0
     assert "Latency" in metric, "the API answered: its latency still counts"
+
+
+def test_a_failing_metadata_route_makes_the_api_unavailable(
+    local_deployment: LocalDeployment,
+    canary_environment: dict[str, str],
+    api: ApiFront,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """Inference right, model metadata a 500: the image of issue 10, whose FastAPI routes all failed."""
+    api.failing.add("GET /v2/models/{model_name}")
+    result = canary.handler({}, None)
+    assert result["available"] is False
+    name = local_deployment.manifest["name"]
+    assert result["problems"] == [f'GET {api.url}/v2/models/{name}: HTTP 500: {{"error": "internal"}}']
+    (metric,) = _metrics(capsys.readouterr().out)
+    assert metric["Availability"] == 0.0
 
 
 def test_a_revoked_token_is_replaced_once(canary_environment: dict[str, str], token_endpoint: TokenEndpoint) -> None:

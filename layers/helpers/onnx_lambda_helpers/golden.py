@@ -1,4 +1,4 @@
-"""Does an answer match the manifest's golden answer?
+"""Does an answer match the manifest's golden answer, and the model metadata the manifest describes?
 
 The same rule as ``onnx_lambda_tools.export.golden.infer_response_difference``, in the standard library:
 names, datatypes and shapes must be equal, and every number within ``atol``.
@@ -46,6 +46,28 @@ def embeddings_mismatches(expected: Mapping[str, Any], actual: Mapping[str, Any]
             problems.append(f"data: expected index {index}, got {got_item!r:.80}")
             continue
         problems.extend(_values(f"embedding {index}", want_item.get("embedding"), got_item.get("embedding"), atol))
+    return problems
+
+
+def metadata_mismatches(manifest: Mapping[str, Any], actual: Mapping[str, Any]) -> list[str]:
+    """``GET /v2/models/{name}`` (Open Inference Protocol model metadata) against the manifest it serves."""
+    problems = []
+    if actual.get("name") != manifest.get("name"):
+        problems.append(f"name: expected {manifest.get('name')!r}, got {actual.get('name')!r}")
+    versions = actual.get("versions")
+    if not isinstance(versions, list) or str(manifest.get("version")) not in versions:
+        problems.append(f"versions: expected {manifest.get('version')!r} among them, got {versions!r}")
+    if manifest.get("platform") and actual.get("platform") != manifest.get("platform"):
+        problems.append(f"platform: expected {manifest.get('platform')!r}, got {actual.get('platform')!r}")
+    for kind in ("inputs", "outputs"):
+        want, got = _by_name(manifest.get(kind)), _by_name(actual.get(kind))
+        if want.keys() != got.keys():
+            problems.append(f"{kind}: expected {sorted(want)}, got {sorted(got)}")
+            continue
+        for name, spec in want.items():
+            for key in ("datatype", "shape"):
+                if spec.get(key) != got[name].get(key):
+                    problems.append(f"{kind[:-1]} {name!r} {key}: expected {spec.get(key)}, got {got[name].get(key)}")
     return problems
 
 
