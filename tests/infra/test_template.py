@@ -69,7 +69,7 @@ def test_routes_are_exactly_the_api_contract(transformed: dict[str, Any]) -> Non
     [
         (None, DEFAULT_SCOPES),
         ("inference/invoke", ["inference/invoke"]),
-        ("custom/read,custom/write", ["custom/read", "custom/write"]),
+        (",".join(DEFAULT_SCOPES), DEFAULT_SCOPES),
     ],
 )
 def test_every_protected_route_has_the_authorizer_and_the_scopes(
@@ -85,6 +85,14 @@ def test_every_protected_route_has_the_authorizer_and_the_scopes(
             assert security == [{"CognitoJwt": expected}], f"{method.upper()} {path}"
         else:
             assert security == [{"NONE": []}], f"{method.upper()} {path} must carry no auth"
+
+
+def test_route_scopes_are_machine_tokens_with_or_without_users(template: dict[str, Any]) -> None:
+    """inference/invoke always: the machine client gets it by client_credentials, and the canary calls with it."""
+    allowed = template["Parameters"]["RouteScopes"]["AllowedValues"]
+    assert allowed == [",".join(DEFAULT_SCOPES), "inference/invoke"]
+    canary = template["Resources"]["SyntheticCanaryFunction"]["Properties"]["Environment"]["Variables"]
+    assert all(value.split(",")[0] == canary["TOKEN_SCOPE"] for value in allowed)
 
 
 def test_the_function_applies_the_same_scopes(transformed: dict[str, Any]) -> None:

@@ -202,6 +202,9 @@ def test_routes_scopes_and_function_come_from_the_template() -> None:
     assert function.package_type == "Image"
     assert function.timeout_seconds < 30  # under the HTTP API's integration timeout
     assert function.environment["ONNX_LAMBDA_AUTH_MODE"] == "apigateway"
+    assert function.environment["ONNX_LAMBDA_MODELS"] == "[]"  # the first deploy, before any model
+    with_model = load_http_api(ROOT / "template.yaml", {"ModelKey": "models/m/1-a/model.onnx"})
+    (function,) = with_model.functions.values()
     assert "ONNX_LAMBDA_MODELS" in function.unresolved_environment  # only a deployed stack knows the bucket
 
 
