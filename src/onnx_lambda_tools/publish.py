@@ -8,9 +8,10 @@ from __future__ import annotations
 
 import argparse
 import shlex
+import tomllib
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from onnx_lambda.manifest import MANIFEST_FILE, MODEL_FILE, Manifest, sha256_hex, verify_model_dir
 
@@ -111,12 +112,51 @@ def stack_output(stack_name: str, output_key: str, region: str | None) -> str:
     raise SystemExit(f"stack {stack_name!r} has no output {output_key!r}")
 
 
+@dataclass(frozen=True, slots=True)
+class DeployTarget:
+    """A samconfig.toml environment: what ``sam deploy --config-env`` deploys to."""
+
+    config_env: str
+    stack_name: str
+    region: str | None
+
+
+def deploy_targets(config_file: Path) -> list[DeployTarget]:
+    """Every environment of a samconfig.toml with a stack name (none if there is no such file)."""
+    if not config_file.is_file():
+        return []
+    config: dict[str, Any] = tomllib.loads(config_file.read_text())
+    targets = []
+    for env, commands in config.items():
+        if not isinstance(commands, dict):
+            continue
+        settings = {
+            **commands.get("global", {}).get("parameters", {}),
+            **commands.get("deploy", {}).get("parameters", {}),
+        }
+        if settings.get("stack_name"):
+            targets.append(DeployTarget(env, str(settings["stack_name"]), settings.get("region")))
+    return targets
+
+
+def deploy_command(overrides: str, config_env: str | None) -> str:
+    """The ``sam deploy`` line that rolls the model out, or, without an environment, what to pass it."""
+    if config_env is None:
+        return f"parameter overrides for `sam deploy --config-env <environment> --parameter-overrides`: {overrides}"
+    return f"sam deploy --config-env {shlex.quote(config_env)} --parameter-overrides {overrides}"
+
+
 def add_publish_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("model_dir", type=Path, help="a directory with model.onnx, manifest.json (and tokenizer.json)")
     target = parser.add_mutually_exclusive_group(required=True)
     target.add_argument("--bucket", help="the model bucket")
     target.add_argument("--stack-name", help="read the bucket from this stack's ModelBucketName output")
-    parser.add_argument("--region", help="AWS region (default: your AWS configuration)")
+    target.add_argument(
+        "--config-env",
+        help="the samconfig.toml environment (as for `sam deploy --config-env`): its stack's bucket, in its region",
+    )
+    parser.add_argument("--config-file", type=Path, default=Path("samconfig.toml"), help="default: samconfig.toml")
+    parser.add_argument("--region", help="AWS region (default: the environment's, else your AWS configuration)")
     parser.add_argument("--prefix", default="models", help="key prefix in the bucket (default: models)")
     parser.add_argument("--endpoint-url", help="an S3-compatible endpoint, e.g. the local stack's")
     parser.add_argument("--write-overrides", type=Path, help="also write the parameter overrides to this file")
@@ -125,8 +165,21 @@ def add_publish_arguments(parser: argparse.ArgumentParser) -> None:
 def publish_command(args: argparse.Namespace) -> int:
     import boto3
 
-    bucket = args.bucket or stack_output(args.stack_name, "ModelBucketName", args.region)
-    s3 = boto3.client("s3", region_name=args.region, endpoint_url=args.endpoint_url)
+    targets = deploy_targets(args.config_file)
+    region, stack_name, config_env = args.region, args.stack_name, args.config_env
+    if config_env is not None:
+        found = [target for target in targets if target.config_env == config_env]
+        if not found:
+            print(f"{args.config_file} has no environment {config_env!r} with a stack_name")
+            return 2
+        stack_name, region = found[0].stack_name, region or found[0].region
+    region = region or boto3.session.Session().region_name
+    if stack_name is not None and config_env is None:
+        # The environment that deploys this stack in this region, so the printed line runs as printed.
+        matching = [t.config_env for t in targets if t.stack_name == stack_name and t.region in (region, None)]
+        config_env = matching[0] if len(matching) == 1 else None
+    bucket = args.bucket or stack_output(stack_name, "ModelBucketName", region)
+    s3 = boto3.client("s3", region_name=region, endpoint_url=args.endpoint_url)
     try:
         published = publish(args.model_dir, bucket, s3, args.prefix)
     except (ValueError, FileNotFoundError) as exc:
@@ -134,7 +187,8 @@ def publish_command(args: argparse.Namespace) -> int:
         return 2
     overrides = published.parameter_overrides()
     print(f"published {published.name} {published.version} to {published.uri}")
-    print(f"sam deploy --parameter-overrides {overrides}")
+    print(deploy_command(overrides, config_env))
     if args.write_overrides:
+        args.write_overrides.parent.mkdir(parents=True, exist_ok=True)
         args.write_overrides.write_text(overrides + "\n")
     return 0
