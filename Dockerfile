@@ -9,6 +9,7 @@
 # applies here:
 # checkov:skip=CKV_DOCKER_2: Lambda ignores HEALTHCHECK; its runtime API reports function health.
 # checkov:skip=CKV_DOCKER_3: Lambda runs the container as a non-root sandbox user whatever USER says.
+# checkov:skip=CKV_DOCKER_7: BASE_IMAGE defaults to a versioned tag; only local tests pass a stand-in.
 ARG BASE_IMAGE=public.ecr.aws/lambda/python:3.13
 FROM ${BASE_IMAGE}
 

@@ -28,16 +28,40 @@ need() { command -v "$1" >/dev/null 2>&1 || DEBIAN_FRONTEND=noninteractive apt-g
 host_arch=$(uname -m)
 [ "$host_arch" = aarch64 ] && host_arch=arm64
 
+debian_mirror() {  # the host's own Debian mirror, as its apt sources name it
+    local mirror
+    mirror=$(awk '/^URIs:/ {print $2; exit}' /etc/apt/sources.list.d/debian.sources 2>/dev/null || true)
+    [ -n "$mirror" ] || mirror=$(awk '/^deb / {print $2; exit}' /etc/apt/sources.list)
+    echo "$mirror"
+}
+
 if [ "$ARCH" != "$host_arch" ]; then
-    # Another architecture's binaries run through QEMU user emulation, registered with binfmt_misc.
-    need qemu-aarch64-static qemu-user-static
-    need update-binfmts binfmt-support
-    [ -e /proc/sys/fs/binfmt_misc/register ] || mount -t binfmt_misc binfmt_misc /proc/sys/fs/binfmt_misc
-    update-binfmts --enable qemu-aarch64 >/dev/null 2>&1 || true
-    if [ ! -e /proc/sys/fs/binfmt_misc/qemu-aarch64 ]; then
-        echo "build-standins: could not register qemu-aarch64 with binfmt_misc" >&2
-        exit 1
+    # Another architecture's binaries run through QEMU user emulation, registered with binfmt_misc. It
+    # takes QEMU 10 (Debian trixie's qemu-user, a static binary): bookworm's 7.2 deadlocks in
+    # `import onnxruntime`. apt fetches the package from trixie through a private sources list, so the
+    # host's own apt configuration is untouched; the binary is registered under its own name, and an
+    # older registration of the same format is switched off.
+    qemu=build/qemu/qemu-aarch64
+    if [ ! -x "$qemu" ]; then
+        apt_dir=$(mktemp -d)
+        mkdir -p "$apt_dir/lists/partial" "$apt_dir/archives/partial"
+        echo "deb [signed-by=/usr/share/keyrings/debian-archive-keyring.gpg] $(debian_mirror) trixie main" >"$apt_dir/sources.list"
+        apt_options=(-o "Dir::Etc::sourcelist=$apt_dir/sources.list" -o Dir::Etc::sourceparts=- \
+            -o "Dir::State::Lists=$apt_dir/lists" -o "Dir::Cache::archives=$apt_dir/archives" -o APT::Sandbox::User=root)
+        apt-get "${apt_options[@]}" update -qq
+        (cd "$apt_dir" && apt-get "${apt_options[@]}" download qemu-user 2>/dev/null)
+        dpkg-deb -x "$apt_dir"/qemu-user_*.deb "$apt_dir/extract"
+        mkdir -p build/qemu && cp "$apt_dir/extract/usr/bin/qemu-aarch64" "$qemu"
+        rm -rf "$apt_dir"
     fi
+    [ -e /proc/sys/fs/binfmt_misc/register ] || mount -t binfmt_misc binfmt_misc /proc/sys/fs/binfmt_misc
+    [ -e /proc/sys/fs/binfmt_misc/qemu-aarch64 ] && echo 0 >/proc/sys/fs/binfmt_misc/qemu-aarch64
+    entry=/proc/sys/fs/binfmt_misc/onnx-lambda-aarch64
+    [ -e "$entry" ] && echo -1 >"$entry"
+    # ELF, 64-bit, little-endian, machine 0xb7 (aarch64); F opens the interpreter now, so containers use it.
+    printf '%s' ":onnx-lambda-aarch64:M::\x7fELF\x02\x01\x01\x00\x00\x00\x00\x00\x00\x00\x00\x00\x02\x00\xb7\x00:\xff\xff\xff\xff\xff\xff\xff\x00\xff\xff\xff\xff\xff\xff\xff\xff\xfe\xff\xff\xff:$(realpath "$qemu"):PF" \
+        >/proc/sys/fs/binfmt_misc/register \
+        || { echo "build-standins: could not register QEMU with binfmt_misc" >&2; exit 1; }
 fi
 
 # 1. The root filesystem: Debian trixie's minimal base with its Python 3.13, the same minor as Lambda's.
@@ -46,9 +70,7 @@ fi
 #    minutes). What those scripts would make, the stand-in's Dockerfile supplies (the CA bundle).
 if ! docker image inspect "$ROOTFS_IMAGE" >/dev/null 2>&1; then
     need debootstrap debootstrap
-    # The host's own Debian mirror, as its apt sources name it.
-    mirror=$(awk '/^URIs:/ {print $2; exit}' /etc/apt/sources.list.d/debian.sources 2>/dev/null || true)
-    [ -n "$mirror" ] || mirror=$(awk '/^deb / {print $2; exit}' /etc/apt/sources.list)
+    mirror=$(debian_mirror)
     rm -rf "$WORK/download" "$WORK/rootfs" && mkdir -p "$WORK/rootfs"
     echo "build-standins: debootstrap trixie ($DEB_ARCH)" >&2
     debootstrap --download-only --arch="$DEB_ARCH" --variant=minbase \

@@ -20,9 +20,14 @@ def _instructions(dockerfile: Path) -> list[tuple[str, str]]:
     return [(line.split(None, 1)[0].upper(), line.split(None, 1)[1] if " " in line else "") for line in lines]
 
 
-def test_image_is_al2023_python312_with_the_handler_as_cmd() -> None:
+def test_image_is_aws_python313_by_default_with_the_handler_as_cmd() -> None:
+    dockerfile = (ROOT / "Dockerfile").read_text()
+    # The first line is a comment, not a `# syntax=` directive: BuildKit would try to pull that frontend.
+    assert not dockerfile.splitlines()[0].lower().startswith("# syntax")
     instructions = _instructions(ROOT / "Dockerfile")
-    assert instructions[0] == ("FROM", "public.ecr.aws/lambda/python:3.12")
+    # AWS's image unless a build argument names another (only the local tests' stand-in does).
+    assert instructions[0] == ("ARG", "BASE_IMAGE=public.ecr.aws/lambda/python:3.13")
+    assert instructions[1] == ("FROM", "${BASE_IMAGE}")
     assert instructions[-1] == ("CMD", '["onnx_lambda.handler.lambda_handler"]')
 
 
