@@ -15,7 +15,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
 
 from onnx_lambda_tools.local import containers, sam_local
 from tests.expected_events import EVENTS_DIR
@@ -86,17 +85,6 @@ def sam_invoked(sam_built: Path, invoke_env_file: Path) -> dict[str, tuple[dict[
         return dict(zip(EVENT_NAMES, results, strict=True))
 
 
-def template_memory_size() -> int:
-    """The function's MemorySize as a deploy gets it by default: the template's parameter default."""
-
-    class Loader(yaml.SafeLoader):
-        pass
-
-    Loader.add_multi_constructor("!", lambda loader, suffix, node: None)
-    template = yaml.load((ROOT / "template.yaml").read_text(), Loader=Loader)
-    return int(template["Parameters"]["MemorySize"]["Default"])
-
-
 @pytest.fixture(scope="session")
 def limited_function(
     function_image: str, invoke_env_file: Path, local_cloud: containers.LocalCloudEndpoints
@@ -108,7 +96,7 @@ def limited_function(
     from onnx_lambda_tools.local.cloud import free_port
 
     variables = json.loads(invoke_env_file.read_text())[sam_local.FUNCTION]
-    memory = template_memory_size()
+    memory = sam_local.template_memory_size()
     environment = containers.function_environment(variables, memory)
     port = free_port()
     name = containers.run_function_container(

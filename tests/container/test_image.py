@@ -16,9 +16,9 @@ from typing import Any
 
 import pytest
 
-from onnx_lambda_tools.local import containers
+from onnx_lambda_tools.local import containers, sam_local
 from tests.conftest import Handler
-from tests.container.conftest import EVENT_NAMES, ROOT, template_memory_size
+from tests.container.conftest import EVENT_NAMES, ROOT
 from tests.container.same_response import assert_same_response
 from tests.expected_events import check_response, load_event
 
@@ -89,7 +89,7 @@ def test_under_lambda_limits_the_root_is_read_only_and_the_user_unprivileged(lim
     cached = containers.docker("exec", name, "find", "/tmp", "-name", "model.onnx")
     assert cached.strip(), "the model cache is not in /tmp"
     limits = json.loads(containers.docker("inspect", name))[0]["HostConfig"]
-    memory = template_memory_size()
+    memory = sam_local.template_memory_size()
     assert limits["Memory"] == memory * 1024 * 1024
     assert limits["NanoCpus"] == int(round(memory / containers.MB_PER_VCPU, 3) * 1e9)
     assert limits["ReadonlyRootfs"] is True

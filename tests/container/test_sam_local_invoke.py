@@ -15,8 +15,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
 
+from onnx_lambda_tools.local.cloudformation import load_template
 from tests.conftest import Handler
 from tests.container.conftest import EVENT_NAMES, ROOT
 from tests.container.same_response import assert_same_response
@@ -28,11 +28,7 @@ def test_every_committed_event_has_an_expectation() -> None:
 
 
 def test_sam_build_builds_the_image_and_the_zip_functions(sam_built: Path) -> None:
-    class Loader(yaml.SafeLoader):
-        pass
-
-    Loader.add_multi_constructor("!", lambda loader, suffix, node: None)
-    built = yaml.load(sam_built.read_text(), Loader=Loader)
+    built = load_template(sam_built)
     resources = built["Resources"]
     assert resources["InferenceFunction"]["Properties"]["ImageUri"].startswith("inferencefunction:")
     for logical_id, resource in resources.items():

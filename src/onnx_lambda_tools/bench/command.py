@@ -6,7 +6,8 @@ Sections, each in the process layout that makes its comparison fair:
   the raw sessions (:mod:`onnx_lambda_tools.bench.inprocess`);
 * ``http``: two server processes and one client (:mod:`onnx_lambda_tools.bench.http_path`);
 * ``coldstart`` (and memory): fresh processes from exec (:mod:`onnx_lambda_tools.bench.coldstart`);
-* ``image``: ``pip install --target`` of the runtime dependencies (:mod:`onnx_lambda_tools.bench.image`).
+* ``image``: ``pip install --target`` of the runtime dependencies (:mod:`onnx_lambda_tools.bench.image`);
+* ``container``: the built image under Docker with Lambda's limits (:mod:`onnx_lambda_tools.bench.container`).
 
 A section that fails is reported and the others still run; the exit status is then 1, as it is with
 ``--check`` when a target is missed.
@@ -26,7 +27,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-SECTIONS = ("embeddings", "oip", "runtime", "options", "http", "coldstart", "image")
+SECTIONS = ("embeddings", "oip", "runtime", "options", "http", "coldstart", "image", "container")
 INT8_MODEL = "all-minilm-l6-v2"
 
 
@@ -133,6 +134,17 @@ def bench_command(args: argparse.Namespace) -> int:
                     "image", image.measure(args.image_requirements, args.models_dir, use_pip=not args.quick)
                 ),
             )
+    if "container" in sections:
+        from onnx_lambda_tools.bench import container
+
+        _section(
+            document,
+            "container",
+            lambda: document.__setitem__(
+                "container",
+                container.measure(args.models_dir, cold_starts=cold_starts, warm_requests=20 if args.quick else 300),
+            ),
+        )
     document["machine"]["load_average_end"] = [round(x, 2) for x in os.getloadavg()]
     document["duration_seconds"] = round(time.monotonic() - started, 1)
     document["targets"] = [target.as_dict() for target in report.targets(document)]

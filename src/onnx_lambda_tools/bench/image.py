@@ -1,8 +1,8 @@
 """Image weight: the runtime dependencies as the Dockerfile installs them, in MB.
 
-The Dockerfile runs ``pip install`` of ``[project].dependencies`` into the Lambda Python 3.12 base image,
+The Dockerfile runs ``pip install`` of ``[project].dependencies`` into the Lambda Python 3.13 base image,
 which already has boto3 and its dependencies, so pip adds everything but those. Here pip installs the
-same requirement list with ``--target`` into an empty directory, for CPython 3.12 on this machine's
+same requirement list with ``--target`` into an empty directory, for CPython 3.13 on this machine's
 architecture (manylinux wheels only, as the image's ``--only-binary=:all:``), compiles the bytecode as
 pip does in the image, and the base image's packages are then subtracted.
 
@@ -24,9 +24,9 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-#: What the public.ecr.aws/lambda/python:3.12 base image already has (boto3 and its dependencies).
+#: What the public.ecr.aws/lambda/python:3.13 base image already has (boto3 and its dependencies).
 BASE_IMAGE_PACKAGES = frozenset({"boto3", "botocore", "s3transfer", "jmespath", "urllib3", "python-dateutil", "six"})
-IMAGE_PYTHON = "3.12"
+IMAGE_PYTHON = "3.13"
 _MANYLINUX = ("manylinux_2_28", "manylinux_2_17", "manylinux2014", "manylinux_2_5", "manylinux1")
 
 
@@ -155,7 +155,7 @@ def measure_with_pip(source: Path, used: set[str] | None = None, *, timeout: flo
         completed = subprocess.run(command, capture_output=True, text=True, timeout=timeout, check=False)  # noqa: S603
         if completed.returncode != 0:
             raise RuntimeError(f"pip install --target failed: {completed.stderr.strip()[-1500:]}")
-        # pip compiles bytecode in the image; Python 3.12's .pyc files are within a few % of this one's.
+        # pip compiles bytecode in the image; Python 3.13's .pyc files are within a few % of this one's.
         compileall.compile_dir(str(target), quiet=2, workers=1)
         return _summary(
             _sizes_by_distribution(target),

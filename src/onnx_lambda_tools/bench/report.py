@@ -254,6 +254,9 @@ def console(document: Mapping[str, Any]) -> str:
     image = document.get("image")
     if image:
         parts += ["", f"image: runtime dependencies {image['runtime_mb']} MB ({image['method']})"]
+    if document.get("container"):
+        parts += ["", "the image under Lambda's limits, next to the same handler in process"]
+        parts.append(_plain_table(CONTAINER_HEADER, container_rows(document)))
     parts += ["", _plain_table(["target", "measured", "limit", ""], _target_rows(document))]
     for section, message in (document.get("errors") or {}).items():
         parts.append(f"\nsection {section} failed: {message}")
@@ -281,6 +284,13 @@ def markdown(document: Mapping[str, Any]) -> str:
     header, rows = _cold_rows(document)
     if rows:
         lines += ["", "### Cold start and memory", "", _markdown_table(header, rows)]
+    if document.get("container"):
+        lines += [
+            "",
+            "### The image under Lambda's limits",
+            "",
+            _markdown_table(CONTAINER_HEADER, container_rows(document)),
+        ]
     image = document.get("image")
     if image:
         lines += [
@@ -300,6 +310,34 @@ def markdown(document: Mapping[str, Any]) -> str:
                 + f"); without them: {image['runtime_mb_without_never_imported']} MB.",
             ]
     return "\n".join(lines)
+
+
+CONTAINER_HEADER = ["", "image under Lambda's limits", "in process"]
+
+
+def container_rows(document: Mapping[str, Any]) -> list[list[str]]:
+    """The image's figures beside the in-process ones of the same run (where that section ran)."""
+    box = document["container"]
+    cold = (document.get("cold_start") or {}).get("ours") or {}
+    sentence = _find(document, "embeddings", "int8 short sentence")
+
+    def show(value: Any, unit: str) -> str:
+        return "-" if value is None else f"{value} {unit}"
+
+    return [
+        ["limits", f"{box['memory_mb']} MB, {box['cpus']} vCPU, read-only root, uid 993", "-"],
+        ["image size", f"{box['image_mb']} MB ({box['added_to_base_mb']} MB over the base)", "-"],
+        ["Init Duration (median)", show(box["init_duration_ms"], "ms"), show(cold.get("total_ms"), "ms")],
+        ["first request, init included", show(box["first_request_ms"], "ms"), "-"],
+        [
+            "one sentence, p50 / p99 (function Duration)",
+            f"{box['duration_p50_ms']} / {box['duration_p99_ms']} ms",
+            f"{sentence['ours']['p50_ms']:.3f} / {sentence['ours']['p99_ms']:.3f} ms" if sentence else "-",
+        ],
+        ["one sentence, p50 / p99 (through the invoke API)", f"{box['warm_p50_ms']} / {box['warm_p99_ms']} ms", "-"],
+        ["peak memory (cgroup, /tmp included)", show(box.get("peak_mib"), "MiB"), "-"],
+        ["RSS after the warm requests", show(box.get("rss_mib"), "MiB"), show(cold.get("rss_after_init_mib"), "MiB")],
+    ]
 
 
 def write_docs(path: Path, document: Mapping[str, Any]) -> None:

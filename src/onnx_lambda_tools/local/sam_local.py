@@ -29,6 +29,7 @@ from typing import Final
 import boto3
 
 from onnx_lambda_tools.local.cloud import LocalStack, bootstrap
+from onnx_lambda_tools.local.cloudformation import load_template
 from onnx_lambda_tools.local.containers import (
     DEFAULT_MOTO_HOST_PORT,
     NETWORK,
@@ -124,6 +125,11 @@ def prepare(models_dir: Path, moto_port: int, *, verify_tokens: bool) -> tuple[L
     name = "env-api.json" if verify_tokens else "env-invoke.json"
     variables = function_variables(stack, published, endpoints, verify_tokens=verify_tokens)
     return stack, json_env_file(WORK_DIR / name, FUNCTION, variables)
+
+
+def template_memory_size(template: Path = ROOT / "template.yaml") -> int:
+    """The function's MemorySize as a deploy gets it by default: the template's parameter default."""
+    return int(load_template(template)["Parameters"]["MemorySize"]["Default"])
 
 
 def built_template() -> Path:
