@@ -107,7 +107,7 @@ def limited_function(
         containers.wait_for_http(f"http://127.0.0.1:{port}/", timeout_seconds=30)
         yield url
     finally:
-        logs = containers.docker("logs", name, check=False)
+        logs = containers.container_logs(name)
         (ROOT / "build").mkdir(exist_ok=True)
         (ROOT / "build" / "limited-function.log").write_text(logs)
         containers.docker("rm", "-f", name, check=False)

@@ -89,7 +89,7 @@ def measure(models_dir: Path, *, cold_starts: int, warm_requests: int) -> dict[s
                 warm = [_invoke(url) for _ in range(warm_requests)]
                 container_id = containers.docker("inspect", "-f", "{{.Id}}", name).strip()
                 memory = _memory(container_id)
-            logs = containers.docker("logs", name)
+            logs = containers.container_logs(name)
             init = _INIT.search(logs)
             if init is None:
                 raise RuntimeError(f"no INIT REPORT in the emulator's log:\n{logs[-2000:]}")

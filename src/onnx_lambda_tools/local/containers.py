@@ -70,6 +70,18 @@ def docker(*args: str, check: bool = True, quiet: bool = True) -> str:
     return result.stdout or ""
 
 
+def container_logs(name: str) -> str:
+    """A container's output, both streams interleaved (the emulator logs to stderr, the function to stdout)."""
+    result = subprocess.run(  # noqa: S603 - argv from this module
+        ["docker", "logs", name],  # noqa: S607 - the docker client on PATH
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        check=False,
+    )
+    return result.stdout
+
+
 def ensure_docker() -> None:
     """Install and start Docker where it isn't running (``scripts/docker-up.sh``)."""
     result = subprocess.run(  # noqa: S603 - the project's own script
