@@ -78,9 +78,12 @@ NOT_RUN = (
     # --- Docker
     NotRun(r"sam build ", DOCKER),
     NotRun(r"sam local invoke ", DOCKER),
+    NotRun(r"make (image|sam-build|sam-invoke)\b", f"{DOCKER}: tests/container/ runs the same commands"),
+    NotRun(r"make sam-api\b", "a server until Ctrl-C: tests/container/test_sam_local_api.py drives it"),
+    NotRun(r"make test-arm64\b", "minutes under QEMU, outside `make test`: run by hand"),
     # --- run elsewhere in `make test`, or a server, a long run, a generator of committed files
     NotRun(r"make venv sam-venv model\b", "installs the virtualenvs and models: `make test` depends on the same"),
-    NotRun(r"make test\b", "it is `make test`"),
+    NotRun(r"make test(?![-\w])", "it is `make test`"),
     NotRun(r"make check-infra\b", "`make test` runs it before pytest"),
     NotRun(r"\.venv/bin/pytest tests/(infra|unit) -q", MAKE_TEST),
     NotRun(r"make (lint|typecheck|model)\b", "`make test` runs it (or depends on it)"),
