@@ -111,6 +111,15 @@ def test_cold_start_memory_and_image(bench_run: tuple[dict[str, Any], str, str])
     # The base image's AWS SDK is never counted as ours, whatever the source (lock or pyproject) lists.
     assert not {"boto3", "botocore"} & set(image["largest_mb"])
     assert "onnxruntime" in image["largest_mb"]
+    # The built image under Lambda's limits: its figures come from the emulator's own REPORT lines and the
+    # container's cgroup, so each is present and consistent with the others.
+    box = document["container"]
+    assert box["image_mb"] > box["added_to_base_mb"] > 0
+    assert box["init_duration_ms"] > 0
+    assert box["first_request_ms"] >= box["duration_p50_ms"] > 0
+    assert box["warm_p99_ms"] >= box["warm_p50_ms"] > 0
+    assert box["peak_mib"] >= box["rss_mib"] > 0
+    assert "The image under Lambda's limits" in bench_run[2]
     options = document["session_options"]
     assert {"service", "onnxruntime defaults"} <= set(options["run"]["short sentence"])
     assert set(options["create_seconds"]) >= {"disable", "basic", "extended", "all"}
