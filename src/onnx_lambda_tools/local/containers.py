@@ -23,6 +23,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Final
 
+from onnx_lambda_tools.local.cloud import LOCAL_CREDENTIALS_ENVIRONMENT
+
 #: The repository root: the scripts, Dockerfiles and template live there.
 ROOT: Final = Path(__file__).resolve().parents[3]
 #: What ``make image`` tags.
@@ -58,7 +60,7 @@ def docker_platform(architecture: str) -> str:
 def docker(*args: str, check: bool = True, quiet: bool = True) -> str:
     """Run the docker client; its stdout, or a :class:`DockerError` that carries its stderr."""
     result = subprocess.run(  # noqa: S603 - argv from this module
-        ["docker", *args],  # noqa: S607 - the docker client on PATH, as a user runs it
+        ["docker", *args],  # noqa: S607  # nosec B607  # the docker client on PATH, as a user runs it
         capture_output=quiet,
         text=True,
         env={**os.environ, **DOCKER_ENV},
@@ -73,7 +75,7 @@ def docker(*args: str, check: bool = True, quiet: bool = True) -> str:
 def container_logs(name: str) -> str:
     """A container's output, both streams interleaved (the emulator logs to stderr, the function to stdout)."""
     result = subprocess.run(  # noqa: S603 - argv from this module
-        ["docker", "logs", name],  # noqa: S607 - the docker client on PATH
+        ["docker", "logs", name],  # noqa: S607  # nosec B607  # the docker client on PATH
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
@@ -218,7 +220,7 @@ def wait_for_http(url: str, timeout_seconds: float) -> None:
     last: Exception | None = None
     while time.monotonic() < deadline:
         try:
-            with urllib.request.urlopen(url, timeout=2):  # noqa: S310 - a loopback URL built here
+            with urllib.request.urlopen(url, timeout=2):  # noqa: S310  # nosec B310  # a loopback URL built here
                 return
         except urllib.error.HTTPError:
             return  # it answered
@@ -249,7 +251,7 @@ class LambdaLimits:
             str(self.cpus),
             "--read-only",
             "--tmpfs",
-            "/tmp:rw,size=512m,mode=1777",  # noqa: S108 - Lambda's own writable /tmp, inside the container
+            "/tmp:rw,size=512m,mode=1777",  # noqa: S108  # nosec B108  # Lambda's writable /tmp, in the container
             "--user",
             SANDBOX_USER,
         ]
@@ -289,8 +291,7 @@ def function_environment(settings_environment: Mapping[str, str], memory_mb: int
     return {
         "AWS_REGION": "us-east-1",
         "AWS_DEFAULT_REGION": "us-east-1",
-        "AWS_ACCESS_KEY_ID": "local",
-        "AWS_SECRET_ACCESS_KEY": "local",
+        **LOCAL_CREDENTIALS_ENVIRONMENT,
         "AWS_LAMBDA_FUNCTION_MEMORY_SIZE": str(memory_mb),
         "AWS_LAMBDA_FUNCTION_NAME": "onnx-lambda-inference",
         "POWERTOOLS_SERVICE_NAME": "onnx-lambda",

@@ -28,7 +28,7 @@ from typing import Final
 
 import boto3
 
-from onnx_lambda_tools.local.cloud import LocalStack, bootstrap
+from onnx_lambda_tools.local.cloud import LOCAL_CREDENTIALS_ENVIRONMENT, LocalStack, bootstrap
 from onnx_lambda_tools.local.cloudformation import load_template
 from onnx_lambda_tools.local.containers import (
     DEFAULT_MOTO_HOST_PORT,
@@ -60,8 +60,7 @@ def sam_environment() -> dict[str, str]:
         "DOCKER_BUILDKIT": "0",
         "AWS_DEFAULT_REGION": REGION,
         "AWS_REGION": REGION,
-        "AWS_ACCESS_KEY_ID": "local",
-        "AWS_SECRET_ACCESS_KEY": "local",
+        **LOCAL_CREDENTIALS_ENVIRONMENT,
     }
 
 
@@ -92,8 +91,8 @@ def publish_models(endpoints: LocalCloudEndpoints, models_dir: Path) -> tuple[Lo
         "s3",
         endpoint_url=endpoints.host_url,
         region_name=REGION,
-        aws_access_key_id="local",
-        aws_secret_access_key="local",  # noqa: S106 - moto's stand-in credentials
+        aws_access_key_id=LOCAL_CREDENTIALS_ENVIRONMENT["AWS_ACCESS_KEY_ID"],
+        aws_secret_access_key=LOCAL_CREDENTIALS_ENVIRONMENT["AWS_SECRET_ACCESS_KEY"],
     )
     return stack, [publish(models_dir / name, stack.bucket, s3) for name in MODELS]
 
