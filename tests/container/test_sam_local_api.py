@@ -8,6 +8,7 @@ a protected route without a valid token is refused here as API Gateway would ref
 from __future__ import annotations
 
 import base64
+import contextlib
 import os
 import signal
 import subprocess
@@ -86,7 +87,8 @@ def sam_api(sam_built: Path, local_cloud: containers.LocalCloudEndpoints, models
             ).stdout.strip()
             yield SamApi(url=url, token=token)
         finally:
-            os.killpg(process.pid, signal.SIGTERM)
+            with contextlib.suppress(ProcessLookupError):  # it may have exited already
+                os.killpg(process.pid, signal.SIGTERM)
             try:
                 process.wait(timeout=30)
             except subprocess.TimeoutExpired:

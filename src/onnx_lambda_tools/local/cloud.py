@@ -47,7 +47,7 @@ _PASSWORD_SYMBOLS: Final = "-_.=+~@%,:"  # noqa: S105 - an alphabet, not a passw
 #: moto ignores credentials, but boto3 needs some; these keep any real ones from being used.
 _LOCAL_CREDENTIALS: Final = {"aws_access_key_id": "local", "aws_secret_access_key": "local"}  # nosec B105  # moto's stand-in credentials, not secrets
 #: The same, as the environment of a process (SAM CLI, a function's container) that talks to moto.
-LOCAL_CREDENTIALS_ENVIRONMENT: Final = {f"AWS_{key.upper()}": value for key, value in _LOCAL_CREDENTIALS.items()}
+LOCAL_CREDENTIALS_ENVIRONMENT: Final = {key.upper(): value for key, value in _LOCAL_CREDENTIALS.items()}
 
 
 class LocalCloudError(Exception):
