@@ -228,8 +228,10 @@ def create_app(registry: ModelRegistry, settings: Settings, routes: InferenceRou
     async def model_version_ready(model_name: str, model_version: str) -> Response:
         return JSONResponse({"name": registry.get(model_name, model_version).model.name, "ready": True})
 
-    async def infer(request: Request, served: ServedModel) -> Response:
-        return to_response(routes.infer(served, await read_body(request), request.headers))
+    async def infer(request: Request, model_name: str, model_version: str | None = None) -> Response:
+        # The body's size is checked before the model is looked up, as on the Lambda handler's direct path.
+        body = await read_body(request)
+        return to_response(routes.infer(registry.get(model_name, model_version), body, request.headers))
 
     infer_body = request_body_schema(InferRequestBody, binary=True)
 
@@ -241,7 +243,7 @@ def create_app(registry: ModelRegistry, settings: Settings, routes: InferenceRou
         openapi_extra=infer_body,
     )
     async def model_infer(model_name: str, request: Request) -> Response:
-        return await infer(request, registry.get(model_name))
+        return await infer(request, model_name)
 
     @protected.post(
         "/v2/models/{model_name}/versions/{model_version}/infer",
@@ -251,7 +253,7 @@ def create_app(registry: ModelRegistry, settings: Settings, routes: InferenceRou
         openapi_extra=infer_body,
     )
     async def model_version_infer(model_name: str, model_version: str, request: Request) -> Response:
-        return await infer(request, registry.get(model_name, model_version))
+        return await infer(request, model_name, model_version)
 
     # --- OpenAI-compatible embeddings -----------------------------------------------------------
 

@@ -6,6 +6,20 @@ carry internals (paths, stack traces, tokens).
 
 from __future__ import annotations
 
+#: How much of a caller's own text (a name, a datatype, a header) an error message repeats.
+ECHO_LIMIT = 40
+
+
+def echo(text: str, limit: int = ECHO_LIMIT) -> str:
+    """A caller's text as an error message quotes it: ``repr``, cut to ``limit`` characters.
+
+    Names, datatypes, model names and header values come from the request and can be megabytes long;
+    a message repeats only their start (and says how long they were), so error bodies stay small.
+    """
+    if len(text) <= limit:
+        return repr(text)
+    return f"{text[:limit]!r}... ({len(text)} characters)"
+
 
 class ServiceError(Exception):
     """Base class: ``status`` is the HTTP status the API answers with."""

@@ -23,7 +23,7 @@ from pydantic import ValidationError
 from onnx_lambda import protocol
 from onnx_lambda.auth import JwtVerifier, Principal, bearer_token, principal_from_event, require_any_scope
 from onnx_lambda.config import Settings
-from onnx_lambda.errors import BadRequest, PayloadTooLarge, UnsupportedMediaType
+from onnx_lambda.errors import BadRequest, PayloadTooLarge, UnsupportedMediaType, echo
 from onnx_lambda.observability import BATCH_SIZE, INFERENCE_TIME, TOKENS, logger, metrics, tracer
 from onnx_lambda.registry import ModelRegistry, ServedModel
 from onnx_lambda.schemas import JSON, EmbeddingsRequest
@@ -31,6 +31,11 @@ from onnx_lambda.schemas import JSON, EmbeddingsRequest
 #: Lower case, as both Starlette's headers and API Gateway's v2 events spell header names.
 BINARY_HEADER = "inference-header-content-length"
 _OPENAI_ERROR_TYPES = {401: "authentication_error", 403: "permission_error", 404: "not_found_error"}
+#: The largest error body either path sends: messages quote only the start of what the caller sent
+#: (:func:`errors.echo`), and this is the backstop, so no request can make an error large.
+MAX_ERROR_BODY = 1000
+#: How many of pydantic's errors a message lists.
+_VALIDATION_ERRORS_SHOWN = 5
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,12 +53,22 @@ def json_reply(content: Any, status: int = 200) -> Reply:
 
 
 def error_reply(status: int, message: str, headers: Mapping[str, str] | None = None, *, path: str = "") -> Reply:
-    """``{"error": "..."}`` as the Open Inference Protocol says; OpenAI's error object on ``/v1/``."""
-    if path.startswith("/v1/"):
-        kind = _OPENAI_ERROR_TYPES.get(status, "invalid_request_error" if status < 500 else "server_error")
-        body = orjson.dumps({"error": {"message": message, "type": kind, "param": None, "code": None}})
-    else:
-        body = protocol.error_body(message)
+    """``{"error": "..."}`` as the Open Inference Protocol says; OpenAI's error object on ``/v1/``.
+
+    The body is at most :data:`MAX_ERROR_BODY` bytes: a longer message is cut (each cut halves it).
+    """
+    openai = path.startswith("/v1/")
+    kind = _OPENAI_ERROR_TYPES.get(status, "invalid_request_error" if status < 500 else "server_error")
+
+    def render(text: str) -> bytes:
+        if openai:
+            return orjson.dumps({"error": {"message": text, "type": kind, "param": None, "code": None}})
+        return protocol.error_body(text)
+
+    body = render(message)
+    while len(body) > MAX_ERROR_BODY and len(message) > 16:
+        message = message[: len(message) // 2] + "..."
+        body = render(message)
     return Reply(status, body, {"content-type": JSON, **(headers or {})})
 
 
@@ -105,8 +120,16 @@ class InferenceRoutes:
         return principal
 
     def check_declared_length(self, declared: str | None) -> None:
-        if declared is not None and declared.isdigit() and int(declared) > self.settings.max_body_bytes:
-            raise PayloadTooLarge(f"body is {declared} bytes; the limit is {self.settings.max_body_bytes}")
+        """A Content-Length over the limit is refused before the body is read; anything but ASCII digits is
+        left to :meth:`check_body` (``isdigit`` alone would let ``"²"`` through to ``int``, a 500)."""
+        if declared is None or not declared.isascii() or not declared.isdigit():
+            return
+        digits = declared.lstrip("0")
+        limit = self.settings.max_body_bytes
+        if len(digits) > protocol.MAX_HEADER_DIGITS:
+            raise PayloadTooLarge(f"body is a {len(digits)}-digit number of bytes; the limit is {limit}")
+        if int(digits or "0") > limit:
+            raise PayloadTooLarge(f"body is {digits} bytes; the limit is {limit}")
 
     def check_body(self, body: bytes) -> bytes:
         if len(body) > self.settings.max_body_bytes:
@@ -117,13 +140,11 @@ class InferenceRoutes:
         header_length = headers.get(BINARY_HEADER)
         json_length: int | None = None
         if header_length is not None:
-            if not header_length.isdigit():
-                raise BadRequest(f"Inference-Header-Content-Length must be a byte count, got {header_length!r}")
-            json_length = int(header_length)
+            json_length = protocol.parse_byte_count(header_length)
         else:
             require_json(headers)
-        decoded = protocol.decode_infer_request(body, json_length)
         model = served.model
+        decoded = protocol.decode_infer_request(body, json_length, max_rank=model.max_rank)
         feeds = {tensor.name: tensor.array for tensor in decoded.inputs}
         model.validate(feeds, self.settings.max_batch_size)
         if served.embedder is not None:
@@ -199,15 +220,22 @@ def require_json(headers: Mapping[str, str]) -> None:
         return
     media = content_type.split(";", 1)[0].strip().lower()
     if media != JSON and not media.endswith("+json"):
-        raise UnsupportedMediaType(f"content-type must be {JSON}, got {media!r}")
+        # Echoed only when ASCII: Starlette decodes header bytes as Latin-1, the Lambda event holds UTF-8.
+        shown = echo(media) if media.isascii() else "non-ASCII text"
+        raise UnsupportedMediaType(f"content-type must be {JSON}, got {shown}")
 
 
 def describe_validation_errors(errors: Any) -> str:
-    """pydantic's errors as one line: 'input: Input should be a valid string; model: Field required'."""
+    """pydantic's errors as one line: 'input: Input should be a valid string; model: Field required'.
+
+    A list of a million bad items is a million errors: the message names the first few and counts the rest.
+    """
     parts = []
-    for error in errors:
+    for error in errors[:_VALIDATION_ERRORS_SHOWN]:
         location = ".".join(str(part) for part in error.get("loc", ()) if part != "body") or "body"
-        parts.append(f"{location}: {error.get('msg', 'invalid')}")
+        parts.append(f"{location[:80]}: {str(error.get('msg', 'invalid'))[:160]}")
+    if len(errors) > _VALIDATION_ERRORS_SHOWN:
+        parts.append(f"and {len(errors) - _VALIDATION_ERRORS_SHOWN} more")
     return "; ".join(parts) or "invalid request"
 
 

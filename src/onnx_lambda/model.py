@@ -14,7 +14,7 @@ import numpy as np
 import onnxruntime as ort
 from onnxruntime.capi.onnxruntime_pybind11_state import InvalidArgument
 
-from onnx_lambda.errors import BadRequest, ModelLoadError, PayloadTooLarge, Unprocessable
+from onnx_lambda.errors import BadRequest, ModelLoadError, PayloadTooLarge, Unprocessable, echo
 from onnx_lambda.manifest import Datatype, Manifest, TensorSpec
 from onnx_lambda.protocol import DATATYPES
 
@@ -72,7 +72,7 @@ class Signature:
         for spec in self.inputs:
             if spec.name == name:
                 return spec
-        raise BadRequest(f"model has no input named {name!r}; expected one of {[s.name for s in self.inputs]}")
+        raise BadRequest(f"model has no input named {echo(name)}; expected one of {[s.name for s in self.inputs]}")
 
 
 def signature_of(session: ort.InferenceSession, name: str) -> Signature:
@@ -104,6 +104,8 @@ class OnnxModel:
         self.signature = signature_of(session, manifest.name)
         self._output_names = [spec.name for spec in self.signature.outputs]
         self._input_specs = {spec.name: spec for spec in self.signature.inputs}
+        #: The most dimensions any input has: requests are refused past it before anything is allocated.
+        self.max_rank = max((len(spec.shape) for spec in self.signature.inputs), default=0)
 
     @classmethod
     def from_bytes(
@@ -127,7 +129,7 @@ class OnnxModel:
         for name, array in inputs.items():
             spec = self._input_specs.get(name)
             if spec is None:
-                raise BadRequest(f"unknown input {name!r}; model {self.name!r} takes {list(self._input_specs)}")
+                raise BadRequest(f"unknown input {echo(name)}; model {self.name!r} takes {list(self._input_specs)}")
             expected_dtype = DATATYPES[spec.datatype]
             if array.dtype != expected_dtype and not (spec.datatype == "BYTES" and array.dtype.kind in "OSU"):
                 raise BadRequest(f"input {name!r} must be {spec.datatype}")
@@ -162,7 +164,8 @@ class OnnxModel:
         if outputs is not None:
             unknown = [name for name in outputs if name not in self._output_names]
             if unknown:
-                raise BadRequest(f"unknown output(s) {unknown}; model {self.name!r} produces {self._output_names}")
+                shown = ", ".join(echo(name) for name in unknown[:3]) + (", ..." if len(unknown) > 3 else "")
+                raise BadRequest(f"unknown output(s) {shown}; model {self.name!r} produces {self._output_names}")
             names = list(outputs)
         try:
             results = self._session.run(names, dict(inputs))

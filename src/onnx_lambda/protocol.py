@@ -11,10 +11,25 @@ names the field and what was expected.
 
 BYTES tensors are object arrays of ``str``: onnxruntime's string tensors and the tokenizers take text, so
 binary BYTES elements must be UTF-8.
+
+Every field is bounded before any allocation or arithmetic depends on it, so a hostile request costs time
+linear in its size and ends in a :class:`BadRequest`, never in numpy's or Python's own limits (a 500):
+
+* a shape has at most ``max_rank`` dimensions (the model's rank when the server knows it, never over
+  :data:`MAX_RANK`, numpy's own limit), checked by length before any dimension is read;
+* each dimension, and the product of the non-zero ones, is at most the body's length in bytes: no
+  encoding carries an element in less than a byte, so nothing larger can be honest (the product is
+  built one dimension at a time and refused as soon as it passes the bound, so it stays a small number);
+* ``data`` nests at most ``max_rank`` lists deep, walked with an explicit stack, never by recursion;
+* header values are ASCII decimal digits, at most :data:`MAX_HEADER_DIGITS` of them (:func:`parse_byte_count`);
+* whatever a message repeats of the request (names, datatypes, values) is cut short (:func:`errors.echo`,
+  ``_brief``), so an error body stays small whatever the request.
 """
 
 from __future__ import annotations
 
+import itertools
+import json
 import math
 import struct
 from collections.abc import Collection, Iterator, Mapping, Sequence
@@ -25,7 +40,7 @@ import numpy as np
 import numpy.typing as npt
 import orjson
 
-from onnx_lambda.errors import BadRequest, Unprocessable
+from onnx_lambda.errors import BadRequest, Unprocessable, echo
 
 #: Triton's header naming the byte length of the JSON part of a binary-extension body.
 BINARY_HEADER: Final = "Inference-Header-Content-Length"
@@ -60,6 +75,10 @@ _INTEGER_RANGES: Final[dict[str, tuple[int, int]]] = {
 }
 _UNSUPPORTED_PARAMETERS: Final = ("shared_memory_region", "shared_memory_byte_size", "shared_memory_offset")
 _LENGTH_PREFIX: Final = struct.Struct("<I")
+#: The most dimensions a tensor may have: numpy's own limit (``NPY_MAXDIMS``).
+MAX_RANK: Final = 64
+#: The most digits a byte-count header may have: a trillion bytes is far past any body Lambda takes.
+MAX_HEADER_DIGITS: Final = 12
 
 Array = npt.NDArray[Any]
 Parameters = dict[str, Any]
@@ -83,8 +102,37 @@ def numpy_dtype(datatype: str, *, field: str = "datatype") -> np.dtype[Any]:
     """The numpy dtype for a protocol datatype; ``field`` names where it came from in the error message."""
     dtype = DATATYPES.get(datatype) if isinstance(datatype, str) else None
     if dtype is None:
-        raise BadRequest(f"{field}: {datatype!r} is not a datatype; expected one of {_DATATYPE_NAMES}")
+        shown = echo(datatype) if isinstance(datatype, str) else _brief(datatype)
+        raise BadRequest(f"{field}: {shown} is not a datatype; expected one of {_DATATYPE_NAMES}")
     return dtype
+
+
+def parse_byte_count(text: str, name: str = BINARY_HEADER) -> int:
+    """A header's byte count: ASCII decimal digits only, at most :data:`MAX_HEADER_DIGITS` of them.
+
+    ``str.isdigit`` alone is not enough: it accepts ``"²"`` and other Unicode digits that ``int`` refuses,
+    and ``int`` refuses more than 4,300 digits; both would be a 500.
+    """
+    if not 0 < len(text) <= MAX_HEADER_DIGITS or not text.isascii() or not text.isdigit():
+        # Not echoed unless ASCII: Starlette decodes header bytes as Latin-1, the Lambda event holds UTF-8,
+        # and both paths must answer alike.
+        shown = echo(text) if text.isascii() else "non-ASCII text"
+        raise BadRequest(f"{name} must be a byte count of 1 to {MAX_HEADER_DIGITS} ASCII digits, got {shown}")
+    return int(text)
+
+
+@dataclass(frozen=True, slots=True)
+class _Limits:
+    """What one body may describe: ``rank`` dimensions at most, ``elements`` per tensor at most."""
+
+    rank: int
+    elements: int
+
+    @classmethod
+    def of(cls, body: bytes, max_rank: int) -> _Limits:
+        if isinstance(max_rank, bool) or not isinstance(max_rank, int) or max_rank < 0:
+            raise ValueError(f"max_rank must be a non-negative integer, got {max_rank!r}")
+        return cls(rank=min(max_rank, MAX_RANK), elements=len(body))
 
 
 @dataclass(frozen=True, slots=True)
@@ -142,18 +190,22 @@ class InferResponse:
 # --- decoding ---------------------------------------------------------------------------------------
 
 
-def decode_infer_request(body: bytes, json_header_length: int | None) -> InferRequest:
+def decode_infer_request(body: bytes, json_header_length: int | None, *, max_rank: int = MAX_RANK) -> InferRequest:
     """Parse an inference request body.
 
     ``json_header_length`` is the ``Inference-Header-Content-Length`` header's value: the JSON object is the
-    first that many bytes and binary tensors follow. None means the whole body is JSON.
+    first that many bytes and binary tensors follow. None means the whole body is JSON. ``max_rank`` is the
+    most dimensions an input may have (a server passes its model's; it is never more than :data:`MAX_RANK`).
     """
+    limits = _Limits.of(body, max_rank)
     document, binary = _split(body, json_header_length, "request")
     request_id = _optional_str(document, "id", "request")
     parameters = _parameters(document.get("parameters"), "request")
     binary_data_output = parameters.get("binary_data_output", False)
     if not isinstance(binary_data_output, bool):
-        raise BadRequest(f"request parameters.binary_data_output must be true or false, got {binary_data_output!r}")
+        raise BadRequest(
+            f"request parameters.binary_data_output must be true or false, got {_brief(binary_data_output)}"
+        )
     raw_inputs = document.get("inputs")
     if raw_inputs is None:
         raise BadRequest("request: 'inputs' is required: a list of input tensors")
@@ -163,9 +215,9 @@ def decode_infer_request(body: bytes, json_header_length: int | None) -> InferRe
     inputs: list[InferInput] = []
     seen: set[str] = set()
     for index, raw in enumerate(raw_inputs):
-        name, datatype, shape, array, tensor_parameters = _decode_tensor(raw, "input", index, reader)
+        name, datatype, shape, array, tensor_parameters = _decode_tensor(raw, "input", index, reader, limits)
         if name in seen:
-            raise BadRequest(f"input {name!r} appears more than once in 'inputs'")
+            raise BadRequest(f"input {echo(name)} appears more than once in 'inputs'")
         seen.add(name)
         inputs.append(InferInput(name, datatype, shape, array, tensor_parameters))
     if reader is not None:
@@ -184,9 +236,10 @@ def decode_infer_response(body: bytes, json_header_length: int | None) -> InferR
 
     An ``{"error": ...}`` body or a malformed one raises :class:`BadRequest` carrying the reason.
     """
+    limits = _Limits.of(body, MAX_RANK)
     document, binary = _split(body, json_header_length, "response")
     if "outputs" not in document and isinstance(document.get("error"), str):
-        raise BadRequest(f"the server answered with an error: {document['error']}")
+        raise BadRequest(f"the server answered with an error: {document['error'][:500]}")
     model_name = document.get("model_name")
     if not isinstance(model_name, str):
         raise BadRequest("response: 'model_name' is required: a string")
@@ -199,9 +252,9 @@ def decode_infer_response(body: bytes, json_header_length: int | None) -> InferR
     reader = _BinaryReader(binary) if binary is not None else None
     outputs: dict[str, Array] = {}
     for index, raw in enumerate(raw_outputs):
-        name, _, _, array, _ = _decode_tensor(raw, "output", index, reader)
+        name, _, _, array, _ = _decode_tensor(raw, "output", index, reader, limits)
         if name in outputs:
-            raise BadRequest(f"output {name!r} appears more than once in 'outputs'")
+            raise BadRequest(f"output {echo(name)} appears more than once in 'outputs'")
         outputs[name] = array
     if reader is not None:
         reader.finish()
@@ -214,10 +267,10 @@ def _split(body: bytes, json_header_length: int | None, what: str) -> tuple[dict
     binary: memoryview | None = None
     if json_header_length is not None:
         if isinstance(json_header_length, bool) or not isinstance(json_header_length, int):
-            raise BadRequest(f"{BINARY_HEADER} must be a byte count, got {json_header_length!r}")
+            raise BadRequest(f"{BINARY_HEADER} must be a byte count, got {_brief(json_header_length)}")
         if not 0 < json_header_length <= len(view):
             raise BadRequest(
-                f"{BINARY_HEADER} is {json_header_length} but the body has {len(view)} bytes; "
+                f"{BINARY_HEADER} is {_brief(json_header_length)} but the body has {len(view)} bytes; "
                 "it must be the byte length of the JSON object at the start of the body"
             )
         binary = view[json_header_length:]
@@ -245,22 +298,23 @@ def _requested_outputs(raw: Any) -> list[RequestedOutput] | None:
         name = item.get("name")
         if not isinstance(name, str) or not name:
             raise BadRequest(f"{label}: 'name' is required: a non-empty string")
+        output = f"output {echo(name)}"
         if name in seen:
-            raise BadRequest(f"output {name!r} appears more than once in 'outputs'")
+            raise BadRequest(f"{output} appears more than once in 'outputs'")
         seen.add(name)
-        parameters = _parameters(item.get("parameters"), f"output {name!r}")
-        _reject_unsupported(parameters, f"output {name!r}")
+        parameters = _parameters(item.get("parameters"), output)
+        _reject_unsupported(parameters, output)
         if "classification" in parameters:
-            raise BadRequest(f"output {name!r}: the classification extension is not supported")
+            raise BadRequest(f"{output}: the classification extension is not supported")
         binary_data = parameters.get("binary_data")
         if binary_data is not None and not isinstance(binary_data, bool):
-            raise BadRequest(f"output {name!r}: parameters.binary_data must be true or false, got {binary_data!r}")
+            raise BadRequest(f"{output}: parameters.binary_data must be true or false, got {_brief(binary_data)}")
         outputs.append(RequestedOutput(name, binary_data, parameters))
     return outputs
 
 
 def _decode_tensor(
-    raw: Any, kind: Literal["input", "output"], index: int, reader: _BinaryReader | None
+    raw: Any, kind: Literal["input", "output"], index: int, reader: _BinaryReader | None, limits: _Limits
 ) -> tuple[str, str, tuple[int, ...], Array, Parameters]:
     if not isinstance(raw, dict):
         raise BadRequest(
@@ -269,15 +323,14 @@ def _decode_tensor(
     name = raw.get("name")
     if not isinstance(name, str) or not name:
         raise BadRequest(f"{kind}s[{index}]: 'name' is required: a non-empty string")
-    label = f"{kind} {name!r}"
+    label = f"{kind} {echo(name)}"
     datatype = raw.get("datatype")
     if datatype is None:
         raise BadRequest(f"{label}: 'datatype' is required: one of {_DATATYPE_NAMES}")
     dtype = DATATYPES.get(datatype) if isinstance(datatype, str) else None
     if dtype is None:
         dtype = numpy_dtype(datatype, field=f"{label} 'datatype'")  # raises, naming the field
-    shape = _shape(raw.get("shape"), label)
-    count = math.prod(shape)
+    shape, count = _shape(raw.get("shape"), label, limits)
     parameters = _parameters(raw.get("parameters"), label, "'parameters'")
     if parameters:
         _reject_unsupported(parameters, label)
@@ -285,7 +338,7 @@ def _decode_tensor(
     data = raw.get("data")
     if size is not None:
         if isinstance(size, bool) or not isinstance(size, int) or size < 0:
-            raise BadRequest(f"{label}: parameters.binary_data_size must be a byte count, got {size!r}")
+            raise BadRequest(f"{label}: parameters.binary_data_size must be a byte count, got {_brief(size)}")
         if data is not None:
             raise BadRequest(f"{label}: has both 'data' and parameters.binary_data_size; send one")
         if reader is None:
@@ -298,16 +351,39 @@ def _decode_tensor(
     elif data is None:
         raise BadRequest(f"{label}: 'data' is required (or parameters.binary_data_size with binary data)")
     else:
-        array = _array_from_json(data, datatype, dtype, shape, count, label, kind == "output")
+        array = _array_from_json(data, datatype, dtype, shape, count, label, kind == "output", max(1, limits.rank))
     return name, datatype, shape, array, parameters
 
 
-def _shape(raw: Any, label: str) -> tuple[int, ...]:
+def _shape(raw: Any, label: str, limits: _Limits) -> tuple[tuple[int, ...], int]:
+    """The shape and its element count, refused before numpy or ``math.prod`` could choke on it.
+
+    The rank is checked by length before any dimension is read; the count is built one dimension at a
+    time and refused as soon as it passes the body's length, so it never becomes a huge number. A zero
+    dimension makes the count 0, but the other dimensions still may not multiply past the bound (numpy
+    refuses such shapes, and no honest request sends one).
+    """
     if raw is None:
         raise BadRequest(f"{label}: 'shape' is required: a list of non-negative integers")
-    if not isinstance(raw, list) or not all(type(dim) is int and dim >= 0 for dim in raw):
+    if not isinstance(raw, list):
         raise BadRequest(f"{label}: 'shape' must be a list of non-negative integers, got {_brief(raw)}")
-    return tuple(raw)
+    if len(raw) > limits.rank:
+        why = "" if limits.rank == MAX_RANK else " (the most any input of this model has)"
+        raise BadRequest(f"{label}: 'shape' has {len(raw)} dimensions; at most {limits.rank} are accepted{why}")
+    product, empty = 1, False
+    for dim in raw:
+        if type(dim) is not int or dim < 0:
+            raise BadRequest(f"{label}: 'shape' must be a list of non-negative integers, got {_brief(raw)}")
+        if dim == 0:
+            empty = True
+            continue
+        product *= dim  # at most the bound times a 64-bit value: a small number
+        if product > limits.elements:
+            raise BadRequest(
+                f"{label}: 'shape' {_brief(raw)} describes more elements than a body of {limits.elements} "
+                "bytes can hold (every element takes at least one byte)"
+            )
+    return tuple(raw), 0 if empty else product
 
 
 def _parameters(raw: Any, label: str, key: str = "'parameters'") -> Parameters:
@@ -413,20 +489,30 @@ def _array_from_json(
     count: int,
     label: str,
     nulls_are_nan: bool,
+    max_depth: int,
 ) -> Array:
     if not isinstance(data, list):
         raise BadRequest(f"{label}: 'data' must be a list (flat or nested, row-major), got {_json_type(data)}")
     if datatype == "BYTES":
-        elements = list(_flat_strings(data, label))
+        elements = _flat_strings(data, label, max_depth)
         if len(elements) != count:
-            raise _count_mismatch(label, shape, len(elements))
+            raise _count_mismatch(label, shape, count, len(elements))
         return _object_array(elements).reshape(shape)
+    # numpy finds any list nested deeper than the first path (and refuses it as ragged), but only down to
+    # its own 64 dimensions: the first path is checked here, so deeper nesting gets a message of its own.
+    node: Any = data
+    for _ in range(max_depth):
+        node = node[0] if node else None
+        if not isinstance(node, list):
+            break
+    else:
+        raise _too_deep(label, max_depth)
     try:
         raw = np.asarray(data)
     except ValueError:
         raise BadRequest(f"{label}: 'data' is ragged: nested lists must all have the same length") from None
     if raw.size != count:
-        raise _count_mismatch(label, shape, raw.size)
+        raise _count_mismatch(label, shape, count, raw.size)
     if count == 0:
         return np.empty(shape, dtype=dtype)
     return _convert(raw, data, datatype, dtype, label, nulls_are_nan).reshape(shape)
@@ -497,14 +583,28 @@ def _objects_to_numbers(raw: Array, datatype: str, dtype: np.dtype[Any], label: 
         raise BadRequest(f"{label}: a value is out of range for {datatype}") from None
 
 
-def _flat_strings(data: list[Any], label: str) -> Iterator[str]:
-    for item in data:
-        if isinstance(item, str):
-            yield item
-        elif isinstance(item, list):
-            yield from _flat_strings(item, label)
+def _flat_strings(data: list[Any], label: str, max_depth: int) -> list[str]:
+    """BYTES ``data``, flat or nested, in row-major order: an explicit stack, at most ``max_depth`` deep."""
+    elements: list[str] = []
+    stack: list[Iterator[Any]] = [iter(data)]
+    while stack:
+        for item in stack[-1]:
+            if isinstance(item, str):
+                elements.append(item)
+            elif isinstance(item, list):
+                if len(stack) >= max_depth:
+                    raise _too_deep(label, max_depth)
+                stack.append(iter(item))
+                break
+            else:
+                raise BadRequest(f"{label}: BYTES data must be strings, got {_describe(item)}")
         else:
-            raise BadRequest(f"{label}: BYTES data must be strings, got {_describe(item)}")
+            stack.pop()
+    return elements
+
+
+def _too_deep(label: str, max_depth: int) -> BadRequest:
+    return BadRequest(f"{label}: 'data' nests lists more than {max_depth} deep; send it flat, or nested as its shape")
 
 
 def _object_array(elements: Sequence[Any]) -> Array:
@@ -513,8 +613,8 @@ def _object_array(elements: Sequence[Any]) -> Array:
     return array
 
 
-def _count_mismatch(label: str, shape: tuple[int, ...], actual: int) -> BadRequest:
-    return BadRequest(f"{label}: shape {list(shape)} needs {math.prod(shape)} elements but 'data' has {actual}")
+def _count_mismatch(label: str, shape: tuple[int, ...], count: int, actual: int) -> BadRequest:
+    return BadRequest(f"{label}: shape {_brief(list(shape))} needs {count} elements but 'data' has {actual}")
 
 
 # --- encoding ---------------------------------------------------------------------------------------
@@ -673,19 +773,59 @@ def _json_type(value: Any) -> str:
 
 
 def _brief(value: Any, limit: int = 80) -> str:
-    text = orjson.dumps(value, default=str).decode()
+    """A request value as JSON-like text for a message, at most ``limit`` characters.
+
+    Bounded work whatever the value: strings are cut before they are quoted, lists and objects show
+    their first few items three levels deep, and an integer past 128 bits is described, not written out
+    (Python refuses to write one of more than 4,300 digits).
+    """
+    text = _render(value, 0, limit)
     return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def _render(value: Any, depth: int, limit: int) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int):
+        return str(value) if value.bit_length() <= 128 else f"<an integer of {value.bit_length()} bits>"
+    if isinstance(value, float):
+        return repr(value)
+    if isinstance(value, str):
+        return json.dumps(value[:limit], ensure_ascii=False) + ("..." if len(value) > limit else "")
+    if isinstance(value, list | tuple):
+        if depth >= 3:
+            return "[...]" if value else "[]"
+        items = [_render(item, depth + 1, limit) for item in value[:8]]
+        if len(value) > 8:
+            items.append(f"... {len(value)} items")
+        return "[" + ", ".join(items) + "]"
+    if isinstance(value, dict):
+        if depth >= 3:
+            return "{...}" if value else "{}"
+        entries = [
+            f"{_render(str(key), depth + 1, limit)}: {_render(item, depth + 1, limit)}"
+            for key, item in itertools.islice(value.items(), 4)
+        ]
+        if len(value) > 4:
+            entries.append(f"... {len(value)} keys")
+        return "{" + ", ".join(entries) + "}"
+    return f"<{type(value).__name__}>"
 
 
 def _first_offending(data: list[Any], datatype: str) -> str:
     """The first element of the request's data that isn't of the declared kind, described for the message."""
-    for value in data:
-        if isinstance(value, list):
-            found = _first_offending(value, datatype)
-            if found:
-                return found
-        elif not (isinstance(value, bool) if datatype == "BOOL" else type(value) in (int, float)):
-            return _describe(value)
+    stack: list[Iterator[Any]] = [iter(data)]
+    while stack:
+        for value in stack[-1]:
+            if isinstance(value, list):
+                stack.append(iter(value))
+                break
+            if not (isinstance(value, bool) if datatype == "BOOL" else type(value) in (int, float)):
+                return _describe(value)
+        else:
+            stack.pop()
     return ""
 
 

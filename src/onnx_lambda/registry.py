@@ -18,7 +18,7 @@ from aws_lambda_powertools.metrics import MetricUnit, single_metric
 
 from onnx_lambda.config import ModelSource, Settings
 from onnx_lambda.embeddings import Embedder
-from onnx_lambda.errors import ModelLoadError, NotFound, ServiceUnavailable
+from onnx_lambda.errors import ModelLoadError, NotFound, ServiceUnavailable, echo
 from onnx_lambda.model import OnnxModel
 from onnx_lambda.model_store import ModelStore
 from onnx_lambda.observability import (
@@ -56,14 +56,16 @@ class ModelRegistry:
 
     def get(self, name: str, version: str | None = None) -> ServedModel:
         if not self.configured:
-            raise NotFound(f"unknown model {name!r}; this deployment serves no model yet")
+            raise NotFound(f"unknown model {echo(name)}; this deployment serves no model yet")
         if self.error is not None:
             raise ServiceUnavailable("models are not loaded; see /v2/health/ready")
         served = self.models.get(name)
         if served is None:
-            raise NotFound(f"unknown model {name!r}; this deployment serves {sorted(self.models)}")
+            raise NotFound(f"unknown model {echo(name)}; this deployment serves {sorted(self.models)}")
         if version is not None and version != served.model.version:
-            raise NotFound(f"model {name!r} has no version {version!r}; it serves version {served.model.version!r}")
+            raise NotFound(
+                f"model {echo(name)} has no version {echo(version)}; it serves version {served.model.version!r}"
+            )
         return served
 
     def embedders(self) -> Iterator[str]:
