@@ -184,5 +184,14 @@ requirements: $(BIN)/.installed  ## re-pin requirements/runtime.txt from pyproje
 soak: $(BIN)/.installed $(MODELS)/.built  ## 10-min locust soak of the local stack: errors, RSS and fd growth, p99 drift
 	$(BIN)/python load_tests/soak.py --minutes $(SOAK_MINUTES) --users $(SOAK_USERS)
 
+# The structure-aware fuzzer of hostile tensors (issue 11), in-process against the real models. `make test`
+# runs a few hundred requests (derandomized in CI); this runs many more: `make fuzz FUZZ_EXAMPLES=100000`.
+FUZZ_EXAMPLES ?= 20000
+
+.PHONY: fuzz
+
+fuzz: $(BIN)/.installed $(MODELS)/.built  ## long run of the hostile-tensor fuzzer (FUZZ_EXAMPLES requests, default 20000)
+	FUZZ_EXAMPLES=$(FUZZ_EXAMPLES) $(BIN)/pytest -s --timeout=0 tests/fuzz/test_hostile_fuzz.py
+
 clean:  ## remove virtualenvs and built models
 	rm -rf $(VENV) $(SAM_VENV) $(CHECKOV_VENV) $(MODELS) build .aws-sam
