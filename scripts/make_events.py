@@ -97,6 +97,8 @@ def events() -> list[tuple[str, dict[str, Any]]]:
         event("health-live", "GET", "/v2/health/live", "/v2/health/live", claims=None, headers=[("accept", "*/*")]),
         event("health-ready", "GET", "/v2/health/ready", "/v2/health/ready", claims=None, headers=[("accept", "*/*")]),
         event("server-metadata", "GET", "/v2", "/v2"),
+        # tritonclient's get_model_repository_index() sends no body; Triton's own request may say {"ready": true}.
+        event("repository-index", "POST", "/v2/repository/index", "/v2/repository/index", body=b'{"ready": true}'),
         event(
             "model-metadata",
             "GET",

@@ -18,6 +18,7 @@ EXPECTED: dict[str, tuple[int, str | None]] = {
     "health-live": (200, None),
     "health-ready": (200, None),
     "server-metadata": (200, None),
+    "repository-index": (200, None),
     "model-metadata": (200, None),
     "model-version-metadata": (200, None),
     "model-ready": (200, None),
@@ -80,6 +81,11 @@ def check_response(name: str, response: dict[str, Any], models_dir: Path) -> Non
             got = decoded.outputs[expected["name"]]
             want = np.asarray(expected["data"]).reshape(expected["shape"])
             assert np.allclose(got, want, atol=golden.atol), (name, expected["name"])
+    if name == "repository-index":
+        index = json.loads(body)
+        assert index, "the index lists no model"
+        assert all(set(entry) == {"name", "version", "state"} and entry["state"] == "READY" for entry in index), index
+        assert "breast-cancer-classifier" in {entry["name"] for entry in index}
     if name.startswith("embeddings"):
         document = json.loads(body)
         assert document["object"] == "list"

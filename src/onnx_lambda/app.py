@@ -46,6 +46,8 @@ from onnx_lambda.schemas import (
     ModelList,
     ModelMetadata,
     ReadyResponse,
+    RepositoryIndexRequest,
+    RepositoryModel,
     ServerMetadata,
     request_body_schema,
     tensor_metadata,
@@ -182,6 +184,16 @@ def create_app(registry: ModelRegistry, settings: Settings, routes: InferenceRou
                 "extensions": ["binary_tensor_data", "model_repository"],
             }
         )
+
+    @protected.post(
+        "/v2/repository/index",
+        tags=["inference"],
+        summary="Model repository index",
+        response_model=list[RepositoryModel],
+        openapi_extra=request_body_schema(RepositoryIndexRequest, required=False),
+    )
+    async def repository_index(request: Request) -> Response:
+        return to_response(routes.repository_index(await read_body(request)))
 
     def model_metadata(served: ServedModel) -> Response:
         model = served.model

@@ -164,6 +164,26 @@ class InferenceRoutes:
         )
         return Reply(200, content, {key.lower(): value for key, value in response_headers.items()})
 
+    def repository_index(self, body: bytes) -> Reply:
+        """The model repository extension's index (``POST /v2/repository/index``), as Triton answers it.
+
+        The body is optional: ``{}`` or ``{"ready": true}`` lists the models ready to serve, which here are
+        all the models this deployment serves (it loads them all at init, or serves none). A deployment
+        that serves nothing yet, or whose models failed to load, lists none.
+        """
+        if body.strip():
+            try:
+                document = orjson.loads(body)
+            except orjson.JSONDecodeError as exc:
+                raise BadRequest(f"repository index request body is not valid JSON: {exc}") from None
+            if not isinstance(document, dict):
+                raise BadRequest('repository index request body must be a JSON object, e.g. {"ready": true}')
+            ready = document.get("ready")
+            if ready is not None and not isinstance(ready, bool):
+                raise BadRequest("repository index request: 'ready' must be true or false")
+        served = self.registry.models.values() if self.registry.ready else ()
+        return json_reply([{"name": s.model.name, "version": s.model.version, "state": "READY"} for s in served])
+
     def embeddings(self, body: bytes, headers: Mapping[str, str]) -> Reply:
         require_json(headers)
         settings = self.settings

@@ -58,6 +58,20 @@ class ReadyResponse(BaseModel):
     ready: bool
 
 
+class RepositoryIndexRequest(BaseModel):
+    """The model repository extension's index request: the body is optional, and so is ``ready``."""
+
+    ready: bool | None = None
+
+
+class RepositoryModel(BaseModel):
+    """One entry of the model repository index, as Triton writes it."""
+
+    name: str
+    version: str
+    state: Literal["READY"]
+
+
 class InferTensor(BaseModel):
     name: str
     datatype: Literal[
@@ -154,7 +168,7 @@ def tensor_metadata(specs: tuple[TensorSpec, ...]) -> list[dict[str, Any]]:
     return [{"name": s.name, "datatype": s.datatype, "shape": s.shape} for s in specs]
 
 
-def request_body_schema(model: type[BaseModel], *, binary: bool = False) -> dict[str, Any]:
+def request_body_schema(model: type[BaseModel], *, binary: bool = False, required: bool = True) -> dict[str, Any]:
     schema = model.model_json_schema(ref_template="#/components/schemas/{model}")
     REQUEST_SCHEMAS.update(schema.pop("$defs", {}))
     content: dict[str, Any] = {JSON: {"schema": schema}}
@@ -164,4 +178,4 @@ def request_body_schema(model: type[BaseModel], *, binary: bool = False) -> dict
             "description": "Binary tensor data extension: JSON header of Inference-Header-Content-Length bytes, "
             "then the raw tensors",
         }
-    return {"requestBody": {"required": True, "content": content}}
+    return {"requestBody": {"required": required, "content": content}}

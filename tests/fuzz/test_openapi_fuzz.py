@@ -123,7 +123,7 @@ def test_the_openapi_schema_fuzzes_clean(local_service: LocalService, served: di
     results = list(schema.get_all_operations())
     assert all(isinstance(result, Ok) for result in results), results
     operations = [result.ok() for result in results if isinstance(result, Ok)]
-    assert len(operations) == 11, [operation.label for operation in operations]
+    assert len(operations) == 12, [operation.label for operation in operations]
     run = FuzzRun()
     with requests.Session() as session:
         for operation in operations:

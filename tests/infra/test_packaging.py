@@ -142,6 +142,6 @@ def test_the_diagram_draws_the_request_path(diagram_script: ModuleType, template
     source = diagram_script.mermaid(template)
     assert source.startswith("flowchart LR\n")
     assert "client -->|HTTPS| HttpApi" in source
-    assert "HttpApi -->|9 JWT routes, 2 open health routes| InferenceFunction" in source
+    assert "HttpApi -->|10 JWT routes, 2 open health routes| InferenceFunction" in source
     assert "InferenceFunctionCodeDeploy -->|pre-traffic hook| PreTrafficHookFunction" in source
     assert "InferenceFunction -.-> ModelBucket" in source

@@ -15,6 +15,7 @@ ROUTES = {
     ("get", "/v2/health/live"): False,
     ("get", "/v2/health/ready"): False,
     ("get", "/v2"): True,
+    ("post", "/v2/repository/index"): True,
     ("get", "/v2/models/{model_name}"): True,
     ("get", "/v2/models/{model_name}/ready"): True,
     ("get", "/v2/models/{model_name}/versions/{model_version}"): True,

@@ -157,3 +157,22 @@ def test_triton_without_token_is_refused(triton_client: triton.InferenceServerCl
     with pytest.raises(triton.InferenceServerException) as caught:
         triton_client.get_model_metadata(TABULAR)
     assert "401" in str(caught.value.status())
+
+
+def test_triton_model_repository_index(
+    triton_client: triton.InferenceServerClient, local_service: LocalService
+) -> None:
+    """Issue 11, finding 6: `GET /v2` lists model_repository, and tritonclient's index call got a 404."""
+    headers = local_service.headers()
+    assert "model_repository" in triton_client.get_server_metadata(headers=headers)["extensions"]
+    index = triton_client.get_model_repository_index(headers=headers)
+    served = [
+        card.id for card in openai.OpenAI(base_url=f"{local_service.url}/v1", api_key=local_service.token).models.list()
+    ]
+    assert sorted(entry["name"] for entry in index) == sorted(served)
+    for entry in index:
+        assert entry == {"name": entry["name"], "version": "1", "state": "READY"}
+        assert triton_client.is_model_ready(entry["name"], entry["version"], headers=headers)
+    with pytest.raises(triton.InferenceServerException) as caught:
+        triton_client.get_model_repository_index()
+    assert "401" in str(caught.value.status())
