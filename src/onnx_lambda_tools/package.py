@@ -40,6 +40,20 @@ def sample_inputs(specs: list[TensorSpec]) -> dict[str, Any]:
     return inputs
 
 
+class PackageError(ValueError):
+    """A model or example that can't be packaged, said so that the user knows what to change."""
+
+
+def _onnxruntime_errors() -> tuple[type[Exception], ...]:
+    from onnxruntime.capi import onnxruntime_pybind11_state as state
+
+    return (state.Fail, state.InvalidArgument, state.RuntimeException, state.InvalidGraph, state.InvalidProtobuf)
+
+
+def _first_line(error: Exception) -> str:
+    return (str(error).strip().splitlines() or [type(error).__name__])[0][:500]
+
+
 def package(
     model: Path,
     out: Path,
@@ -54,18 +68,72 @@ def package(
     import onnxruntime as ort
 
     from onnx_lambda.config import available_cpus
-    from onnx_lambda.embeddings import Embedder
-    from onnx_lambda.model import OnnxModel, session_options, signature_of
-    from onnx_lambda_tools.export import golden
+    from onnx_lambda.model import session_options, signature_of
     from onnx_lambda_tools.export.bundle import staged_model_dir, write_manifest
 
-    session = ort.InferenceSession(
-        str(model), sess_options=session_options(available_cpus(), "all"), providers=["CPUExecutionProvider"]
-    )
+    try:
+        session = ort.InferenceSession(
+            str(model), sess_options=session_options(available_cpus(), "all"), providers=["CPUExecutionProvider"]
+        )
+    except _onnxruntime_errors() as error:
+        raise PackageError(f"onnxruntime cannot load {model}: {_first_line(error)}") from None
     signature = signature_of(session, name)
     inputs, outputs = list(signature.inputs), list(signature.outputs)
-    output_names = [spec.name for spec in outputs]
     tokenizer_settings = TokenizerSettings(max_length=max_length) if tokenizer else None
+    try:
+        request, response, embeddings = _golden(
+            session, name, version, inputs, outputs, tokenizer_settings, tokenizer, sample
+        )
+    except _onnxruntime_errors() as error:
+        how = (
+            f"the example request in {sample}"
+            if sample is not None
+            else "a generated example (every dynamic dimension 1, every value 0 or 1)"
+        )
+        raise PackageError(
+            f"{model.name} refused {how}: {_first_line(error)}\n"
+            "  Give an example it accepts with --sample request.json, an Open Inference Protocol infer request: "
+            '{"inputs": [{"name": ..., "datatype": ..., "shape": [...], "data": [...]}]}'
+        ) from None
+    except (KeyError, TypeError, AttributeError) as error:
+        raise PackageError(
+            f"--sample {sample} is not an Open Inference Protocol infer request ({type(error).__name__}: "
+            f"{_first_line(error)}): it needs an 'inputs' list of {{name, datatype, shape, data}}"
+        ) from None
+    with staged_model_dir(out) as staging:
+        shutil.copyfile(model, staging / MODEL_FILE)
+        if tokenizer is not None:
+            shutil.copyfile(tokenizer, staging / TOKENIZER_FILE)
+        return write_manifest(
+            staging,
+            {
+                "name": name,
+                "version": version,
+                "inputs": inputs,
+                "outputs": outputs,
+                "tokenizer": tokenizer_settings,
+                "golden": Golden(infer_request=request, infer_response=response, atol=atol, **embeddings),
+                "source": {"packaged_from": model.name},
+            },
+        )
+
+
+def _golden(
+    session: Any,
+    name: str,
+    version: str,
+    inputs: list[TensorSpec],
+    outputs: list[TensorSpec],
+    tokenizer_settings: TokenizerSettings | None,
+    tokenizer: Path | None,
+    sample: Path | None,
+) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any]]:
+    """The golden request, the model's answer to it, and for an embedder the embeddings pair."""
+    from onnx_lambda.embeddings import Embedder
+    from onnx_lambda.model import OnnxModel
+    from onnx_lambda_tools.export import golden
+
+    output_names = [spec.name for spec in outputs]
     embeddings: dict[str, Any] = {}
     if sample is not None:
         request = json.loads(sample.read_text())
@@ -85,22 +153,7 @@ def package(
     else:
         request = golden.infer_request(f"golden-{name}", sample_inputs(inputs), output_names)
     response = golden.answer_infer_request(session, name, version, request)
-    with staged_model_dir(out) as staging:
-        shutil.copyfile(model, staging / MODEL_FILE)
-        if tokenizer is not None:
-            shutil.copyfile(tokenizer, staging / TOKENIZER_FILE)
-        return write_manifest(
-            staging,
-            {
-                "name": name,
-                "version": version,
-                "inputs": inputs,
-                "outputs": outputs,
-                "tokenizer": tokenizer_settings,
-                "golden": Golden(infer_request=request, infer_response=response, atol=atol, **embeddings),
-                "source": {"packaged_from": model.name},
-            },
-        )
+    return request, response, embeddings
 
 
 def add_package_arguments(parser: argparse.ArgumentParser) -> None:

@@ -95,3 +95,71 @@ def test_a_model_with_zipmap_outputs_is_refused_with_the_fix(
     assert main(["package", iris, "--name", "iris", "--out", str(tmp_path / "iris")]) == 2
     assert "zipmap=False" in capsys.readouterr().err
     assert not (tmp_path / "iris").exists()
+
+
+def pairs_model(path: Path) -> Path:
+    """A model that needs an even number of samples: it reshapes its (n,) input to (-1, 2)."""
+    import onnx
+    from onnx import TensorProto, helper
+
+    graph = helper.make_graph(
+        [helper.make_node("Reshape", ["samples", "pair_shape"], ["pairs"])],
+        "pairs",
+        [helper.make_tensor_value_info("samples", TensorProto.FLOAT, ["n"])],
+        [helper.make_tensor_value_info("pairs", TensorProto.FLOAT, [None, 2])],
+        [helper.make_tensor("pair_shape", TensorProto.INT64, [2], [-1, 2])],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    onnx.save(model, path)
+    return path
+
+
+def test_a_model_that_refuses_the_generated_example_says_how_to_fix_it(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    model = pairs_model(tmp_path / "pairs.onnx")
+    assert main(["package", str(model), "--name", "pairs", "--out", str(tmp_path / "out")]) == 2
+    error = capsys.readouterr().err
+    assert "Traceback" not in error
+    assert "pairs.onnx refused a generated example" in error
+    assert "--sample" in error
+    assert not (tmp_path / "out").exists()
+
+    sample = tmp_path / "request.json"
+    sample.write_text(
+        json.dumps({"inputs": [{"name": "samples", "datatype": "FP32", "shape": [4], "data": [1, 2, 3, 4]}]})
+    )
+    assert (
+        main(["package", str(model), "--name", "pairs", "--out", str(tmp_path / "out"), "--sample", str(sample)]) == 0
+    )
+    golden = verify_model_dir(tmp_path / "out").golden
+    # The reference: onnxruntime itself, on the sample.
+    session = onnxruntime.InferenceSession(str(model), providers=["CPUExecutionProvider"])
+    (want,) = session.run(None, {"samples": np.asarray([1, 2, 3, 4], dtype=np.float32)})
+    assert np.allclose(np.asarray(golden.infer_response["outputs"][0]["data"]).reshape(2, 2), want)
+
+
+def test_a_file_that_is_not_a_model_is_refused_without_a_traceback(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    model = tmp_path / "broken.onnx"
+    model.write_bytes(b"not an onnx model")
+    assert main(["package", str(model), "--name", "broken", "--out", str(tmp_path / "out")]) == 2
+    error = capsys.readouterr().err
+    assert "onnxruntime cannot load" in error
+    assert "Traceback" not in error
+
+
+def test_a_sample_that_is_not_an_infer_request_is_refused_clearly(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    model = pairs_model(tmp_path / "pairs.onnx")
+    sample = tmp_path / "request.json"
+    sample.write_text(json.dumps({"inputs": [{"nom": "samples"}]}))
+    assert (
+        main(["package", str(model), "--name", "pairs", "--out", str(tmp_path / "out"), "--sample", str(sample)]) == 2
+    )
+    error = capsys.readouterr().err
+    assert "is not an Open Inference Protocol infer request" in error
+    assert "Traceback" not in error
