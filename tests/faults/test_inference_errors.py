@@ -12,6 +12,7 @@ import json
 from collections.abc import Iterator
 from pathlib import Path
 
+import numpy as np
 import onnx
 import pytest
 from onnx import TensorProto, helper
@@ -45,15 +46,61 @@ def tensor(rows: int) -> dict[str, object]:
     return {"name": "x", "datatype": "FP32", "shape": [rows, 6], "data": [1.0] * (6 * rows)}
 
 
-def write_bundle(directory: Path) -> Path:
-    model = fragile_model()
+LOOKUP = "lookup-table"
+#: The lookup model's table: row i is [i, 10 i, 100 i].
+TABLE = np.array([[i, 10 * i, 100 * i] for i in range(4)], dtype=np.float32)
+
+
+def lookup_model() -> bytes:
+    """``y = Gather(TABLE, idx)``: every int64 index passes the service's checks; onnxruntime refuses one
+    outside the table with INVALID_ARGUMENT, a verdict on the caller's values (a 422), not a fault (a 500)."""
+    graph = helper.make_graph(
+        [helper.make_node("Gather", ["table", "idx"], ["y"], axis=0)],
+        "lookup",
+        [helper.make_tensor_value_info("idx", TensorProto.INT64, ["batch"])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["batch", 3])],
+        [helper.make_tensor("table", TensorProto.FLOAT, list(TABLE.shape), TABLE.flatten().tolist())],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], producer_name="onnx-lambda-tests")
+    model.ir_version = 8
+    onnx.checker.check_model(model, full_check=True)
+    data: bytes = model.SerializeToString()
+    return data
+
+
+def indices(*values: int) -> dict[str, object]:
+    return {"name": "idx", "datatype": "INT64", "shape": [len(values)], "data": list(values)}
+
+
+def write_bundle(
+    directory: Path, name: str, model: bytes, inputs: list[TensorSpec], outputs: list[TensorSpec], golden: Golden
+) -> dict[str, str]:
+    """A model directory as `make model` writes one; returns its source for ONNX_LAMBDA_MODELS."""
     manifest = Manifest(
-        name=FRAGILE,
+        name=name,
         version="1",
         files={MODEL_FILE: FileEntry(sha256=sha256_hex(model), bytes=len(model))},
-        inputs=[TensorSpec(name="x", datatype="FP32", shape=[-1, 6])],
-        outputs=[TensorSpec(name="y", datatype="FP32", shape=[-1, 4])],
-        golden=Golden(
+        inputs=inputs,
+        outputs=outputs,
+        golden=golden,
+        source={"test": "inference errors"},
+    )
+    directory.mkdir(parents=True, exist_ok=True)
+    (directory / MODEL_FILE).write_bytes(model)
+    (directory / MANIFEST_FILE).write_text(manifest.model_dump_json(indent=2))
+    return {"uri": (directory / MODEL_FILE).as_uri(), "sha256": sha256_hex(model)}
+
+
+@pytest.fixture(scope="module")
+def fn(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LambdaEnvironment]:
+    models = tmp_path_factory.mktemp("models")
+    fragile = write_bundle(
+        models / FRAGILE,
+        FRAGILE,
+        fragile_model(),
+        [TensorSpec(name="x", datatype="FP32", shape=[-1, 6])],
+        [TensorSpec(name="y", datatype="FP32", shape=[-1, 4])],
+        Golden(
             infer_request={"inputs": [tensor(2)]},
             infer_response={
                 "model_name": FRAGILE,
@@ -61,21 +108,24 @@ def write_bundle(directory: Path) -> Path:
                 "outputs": [{"name": "y", "datatype": "FP32", "shape": [3, 4], "data": [1.0] * 12}],
             },
         ),
-        source={"test": "inference errors"},
     )
-    directory.mkdir(parents=True, exist_ok=True)
-    (directory / MODEL_FILE).write_bytes(model)
-    (directory / MANIFEST_FILE).write_text(manifest.model_dump_json(indent=2))
-    return directory
-
-
-@pytest.fixture(scope="module")
-def fn(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LambdaEnvironment]:
-    models = tmp_path_factory.mktemp("models")
-    write_bundle(models / FRAGILE)
+    lookup = write_bundle(
+        models / LOOKUP,
+        LOOKUP,
+        lookup_model(),
+        [TensorSpec(name="idx", datatype="INT64", shape=[-1])],
+        [TensorSpec(name="y", datatype="FP32", shape=[-1, 3])],
+        Golden(
+            infer_request={"inputs": [indices(1)]},
+            infer_response={
+                "model_name": LOOKUP,
+                "model_version": "1",
+                "outputs": [{"name": "y", "datatype": "FP32", "shape": [1, 3], "data": TABLE[1].tolist()}],
+            },
+        ),
+    )
     log = tmp_path_factory.mktemp("rie") / "function.log"
-    source = {"uri": (models / FRAGILE / MODEL_FILE).as_uri(), "sha256": sha256_hex(fragile_model())}
-    environment = function_environment([source], None, models / "cache")
+    environment = function_environment([fragile, lookup], None, models / "cache")
     with LambdaEnvironment(environment, log_path=log) as lambda_environment:
         yield lambda_environment
 
@@ -108,3 +158,16 @@ def test_the_details_go_to_the_log_under_the_same_request_id(fn: LambdaEnvironme
     assert logged, errors
     assert "Reshape" in logged[0]["exception"]
     assert logged[0]["level"] == "ERROR"
+
+
+def test_onnxruntime_refusing_the_values_is_a_422_that_says_so(fn: LambdaEnvironment) -> None:
+    good = fn.invoke(infer_event(LOOKUP, {"inputs": [indices(3, 0)]}))
+    assert good.payload["statusCode"] == 200, good.payload
+    output = json.loads(good.payload["body"])["outputs"][0]
+    assert np.array_equal(np.asarray(output["data"]).reshape(output["shape"]), TABLE[[3, 0]])
+
+    refused = fn.invoke(infer_event(LOOKUP, {"inputs": [indices(1, 99)]}, request_id="req-invalid-1"))
+    assert refused.payload["statusCode"] == 422, refused.payload
+    message = json.loads(refused.payload["body"])["error"]
+    assert message.startswith(f"model '{LOOKUP}' cannot run on these input values")
+    assert "Traceback" not in message
