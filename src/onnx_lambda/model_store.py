@@ -27,6 +27,7 @@ import queue
 import random
 import re
 import shutil
+import stat
 import tempfile
 import threading
 import time
@@ -195,8 +196,13 @@ class ModelStore:
 
     def _read_cache(self, source: ModelSource, pin: str, started: float) -> ModelArtifacts | None:
         """A verified cache hit, or None. A corrupt entry is deleted, so the caller refetches it."""
-        entry = self._settings.cache_dir / pin
+        root = self._settings.cache_dir
+        entry = root / pin
         if not entry.is_dir():
+            return None
+        if not (_private_dir(root) and _private_dir(entry)):
+            # Someone else could have written it: a planted entry must not be served.
+            log.warning("ignoring a model cache that is not private to this process", extra={"cache_dir": str(root)})
             return None
 
         def label(name: str) -> str:
@@ -220,7 +226,10 @@ class ModelStore:
         root = self._settings.cache_dir
         staging: Path | None = None
         try:
-            root.mkdir(parents=True, exist_ok=True)
+            root.mkdir(mode=0o700, parents=True, exist_ok=True)
+            if not _private_dir(root):
+                log.warning("not caching in a directory others can write", extra={"cache_dir": str(root)})
+                return False
             staging = Path(tempfile.mkdtemp(prefix=f".{pin}.", dir=root))
             (staging / MANIFEST_FILE).write_bytes(files.manifest_bytes)
             (staging / MODEL_FILE).write_bytes(files.model)
@@ -350,6 +359,15 @@ def _verify(files: _Files, model_label: str, sibling_label: _Labeller, pin: str 
         name, entry, data = files.tokenizer
         _check(data, entry, sibling_label(name), "manifest.json")
     return time.perf_counter() - started
+
+
+def _private_dir(path: Path) -> bool:
+    """A real directory (not a symlink) owned by this process's user, that no group or other may write."""
+    try:
+        info = path.lstat()
+    except OSError:
+        return False
+    return stat.S_ISDIR(info.st_mode) and info.st_uid == os.geteuid() and not info.st_mode & 0o022
 
 
 def _artifacts(

@@ -6,7 +6,9 @@ where nothing listens, a listener that never answers, one that drops every conne
 
 from __future__ import annotations
 
+import os
 import random
+import stat
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -28,7 +30,7 @@ from tests.model_bundle import TOKENIZER_BYTES, Bundle, make_bundle
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
 
-pytestmark = [pytest.mark.integration, pytest.mark.timeout(60)]
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(60), pytest.mark.usefixtures("aws_environment")]
 
 PREFIX = "models/iris/1"
 MODEL_KEY = f"{PREFIX}/{MODEL_FILE}"
@@ -298,3 +300,32 @@ def test_unwritable_cache_dir_only_skips_caching(
     artifacts = ModelStore(settings).fetch(published)
     assert artifacts.model == bundle.model
     assert "cache_write" not in artifacts.timings
+
+
+def test_the_cache_dir_is_created_private(tmp_path: Path, warm_cache: Path) -> None:
+    for directory in (tmp_path / "cache", warm_cache):
+        info = directory.lstat()
+        assert info.st_uid == os.geteuid()
+        assert stat.S_IMODE(info.st_mode) & 0o077 == 0, oct(info.st_mode)
+
+
+def test_a_cache_others_can_write_is_never_served(
+    tmp_path: Path, moto_server: str, published: ModelSource, warm_cache: Path, bundle: Bundle
+) -> None:
+    (tmp_path / "cache").chmod(0o777)
+    # With S3 unreachable, only the cache could serve, and it must not.
+    with pytest.raises(ModelLoadError, match="Could not connect"):
+        ModelStore(settings_for(tmp_path, closed_port_url(), published, s3_max_attempts=1)).fetch(published)
+    artifacts = ModelStore(settings_for(tmp_path, moto_server, published)).fetch(published)
+    assert artifacts.from_cache is False
+    assert artifacts.model == bundle.model
+    assert "cache_write" not in artifacts.timings  # nor written into
+
+
+def test_a_cache_dir_that_is_a_symlink_is_never_served(
+    tmp_path: Path, published: ModelSource, warm_cache: Path
+) -> None:
+    (tmp_path / "cache").rename(tmp_path / "elsewhere")
+    (tmp_path / "cache").symlink_to(tmp_path / "elsewhere")
+    with pytest.raises(ModelLoadError, match="Could not connect"):
+        ModelStore(settings_for(tmp_path, closed_port_url(), published, s3_max_attempts=1)).fetch(published)
