@@ -24,7 +24,11 @@ AWS_BASE=public.ecr.aws/lambda/python:3.13
 export DOCKER_BUILDKIT=0  # the legacy builder: BuildKit would try to pull its frontend
 
 scripts/docker-up.sh
-need() { command -v "$1" >/dev/null 2>&1 || DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$2" >/dev/null; }
+need() {  # a Debian package, installed if its command is missing (refreshing apt's lists if they are stale)
+    command -v "$1" >/dev/null 2>&1 && return
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$2" >/dev/null 2>&1 \
+        || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$2" >/dev/null; }
+}
 host_arch=$(uname -m)
 [ "$host_arch" = aarch64 ] && host_arch=arm64
 
