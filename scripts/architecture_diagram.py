@@ -33,6 +33,7 @@ GROUPS: tuple[tuple[str, str, tuple[str, ...]], ...] = (
         ("AWS::Serverless::Function", "AWS::Serverless::LayerVersion", "AWS::ApplicationAutoScaling::"),
     ),
     ("storage", "Model storage", ("AWS::S3::",)),
+    ("access", "IAM", ("AWS::IAM::",)),
     ("monitoring", "Monitoring", ("AWS::CloudWatch::", "AWS::SNS::", "AWS::Logs::")),
     ("cost", "Cost", ("AWS::Budgets::",)),
 )

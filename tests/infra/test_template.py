@@ -154,7 +154,8 @@ def test_no_policy_grants_s3_wildcards(transformed: dict[str, Any]) -> None:
 def test_the_inference_function_reads_only_the_model_objects(transformed: dict[str, Any]) -> None:
     role = transformed["Resources"]["InferenceFunctionRole"]["Properties"]
     statements = [s for policy in role["Policies"] for s in as_list(policy["PolicyDocument"]["Statement"])]
-    assert statements == [
+    s3 = [s for s in statements if any(str(a).startswith("s3:") for a in as_list(s["Action"]))]
+    assert s3 == [
         {
             "Sid": "ReadModelObjects",
             "Effect": "Allow",
@@ -162,11 +163,8 @@ def test_the_inference_function_reads_only_the_model_objects(transformed: dict[s
             "Resource": {"Fn::Sub": "arn:${AWS::Partition}:s3:::${ModelBucket}/${ModelKeyPrefix}/*"},
         }
     ]
-    # Managed policies: logs and X-Ray only, nothing that reaches S3.
-    assert sorted(role["ManagedPolicyArns"]) == [
-        "arn:aws:iam::aws:policy/AWSXrayWriteOnlyAccess",
-        "arn:aws:iam::aws:policy/service-role/AWSLambdaBasicExecutionRole",
-    ]
+    # No managed policy: its logs and traces are in the statements above (tests/infra/test_iam.py).
+    assert "ManagedPolicyArns" not in role
 
 
 def test_the_hook_may_invoke_only_the_function_versions_read_models_and_report(transformed: dict[str, Any]) -> None:
