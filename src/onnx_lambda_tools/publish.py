@@ -164,6 +164,7 @@ def add_publish_arguments(parser: argparse.ArgumentParser) -> None:
 
 def publish_command(args: argparse.Namespace) -> int:
     import boto3
+    import botocore.exceptions
 
     targets = deploy_targets(args.config_file)
     region, stack_name, config_env = args.region, args.stack_name, args.config_env
@@ -178,12 +179,23 @@ def publish_command(args: argparse.Namespace) -> int:
         # The environment that deploys this stack in this region, so the printed line runs as printed.
         matching = [t.config_env for t in targets if t.stack_name == stack_name and t.region in (region, None)]
         config_env = matching[0] if len(matching) == 1 else None
-    bucket = args.bucket or stack_output(stack_name, "ModelBucketName", region)
-    s3 = boto3.client("s3", region_name=region, endpoint_url=args.endpoint_url)
     try:
+        bucket = args.bucket or stack_output(stack_name, "ModelBucketName", region)
+        s3 = boto3.client("s3", region_name=region, endpoint_url=args.endpoint_url)
         published = publish(args.model_dir, bucket, s3, args.prefix)
     except (ValueError, FileNotFoundError) as exc:
         print(f"refusing to publish: {exc}")
+        return 2
+    except botocore.exceptions.ClientError as exc:
+        if exc.response.get("Error", {}).get("Code") not in ("AccessDenied", "AccessDeniedException", "403"):
+            raise
+        print(f"could not publish: {exc}")
+        print(
+            "Only the stack's model publisher may write to the model bucket (its ModelPublisherPrincipalArn output),"
+            " and it may read the stack's outputs. Run publish as it, e.g. with an AWS CLI profile that assumes it:"
+            " AWS_PROFILE=onnx-lambda-<environment>-publisher onnx-lambda publish ..."
+            " (docs/operations.md, '6. Who may change the models')."
+        )
         return 2
     overrides = published.parameter_overrides()
     print(f"published {published.name} {published.version} to {published.uri}")

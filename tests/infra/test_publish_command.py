@@ -130,3 +130,26 @@ def test_without_an_environment_it_prints_the_overrides_not_a_command(
     last = capsys.readouterr().out.strip().splitlines()[-1]
     assert not last.startswith("sam deploy")
     assert last.startswith("parameter overrides for `sam deploy --config-env <environment> --parameter-overrides`: ")
+
+
+def test_a_principal_that_is_not_the_publisher_gets_told_whom_to_publish_as(
+    aws_is_moto: str, models_dir: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The bucket policy denies uploads to everyone but the model publisher (tests/infra/test_iam.py); moto
+    doesn't evaluate bucket policies, so S3's answer to anyone else stands in: AccessDenied on PutObject."""
+    import botocore.exceptions
+
+    from onnx_lambda_tools import publish as publish_module
+
+    def denied(*args: object, **kwargs: object) -> None:
+        error = {"Error": {"Code": "AccessDenied", "Message": "Access Denied"}}
+        raise botocore.exceptions.ClientError(error, "PutObject")  # type: ignore[arg-type]
+
+    stack_with_a_bucket(aws_is_moto, "onnx-lambda-dev", "us-east-1")
+    monkeypatch.setattr(publish_module, "publish", denied)
+    assert main(["publish", str(models_dir / "all-minilm-l6-v2"), "--config-env", "dev"]) == 2
+    out = capsys.readouterr().out
+    assert "AccessDenied" in out
+    assert "ModelPublisherPrincipalArn" in out
+    assert "AWS_PROFILE=onnx-lambda-<environment>-publisher onnx-lambda publish" in out
+    assert "Traceback" not in out
