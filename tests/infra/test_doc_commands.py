@@ -62,7 +62,8 @@ NOT_RUN = (
     NotRun(r"sam delete ", AWS),
     NotRun(r"aws ", AWS),
     NotRun(
-        r"(\.venv/bin/)?onnx-lambda publish ", f"{AWS}: the bucket is the stack's (tests/infra/test_publish_command.py)"
+        r"(AWS_PROFILE=\S+ )?(\.venv/bin/)?onnx-lambda publish ",
+        f"{AWS}: the stack's bucket, as its publisher role (tests/infra/test_publish_command.py)",
     ),
     NotRun(r"cat build/model-dev\.overrides", "prints what `onnx-lambda publish --write-overrides` wrote"),
     NotRun(r"(POOL|CLIENT_ID|FN|BUCKET|APP|GROUP)=\$\((out|output|aws) ", f"{AWS}: reads the stack"),
@@ -253,10 +254,14 @@ def test_every_onnx_lambda_command_parses() -> None:
     from onnx_lambda_tools.cli import build_parser
 
     parser = build_parser()
-    commands = [c.text for c in doc_commands() if re.match(r"(\.venv/bin/)?onnx-lambda ", c.text.split("\n")[0])]
+    # With an environment assignment first (AWS_PROFILE=... onnx-lambda publish), as the shell runs it.
+    prefix = r"(\w+=\S+ )*(\.venv/bin/)?onnx-lambda "
+    commands = [c.text for c in doc_commands() if re.match(prefix, c.text.split("\n")[0])]
     assert commands
     for command in commands:
         words = _arguments(command)
+        while re.fullmatch(r"\w+=\S*", words[0]):
+            words = words[1:]
         try:
             parser.parse_args(words[1:])
         except SystemExit as exit_:
