@@ -81,7 +81,7 @@ NOT_RUN = (
     NotRun(r"sam local invoke ", DOCKER),
     NotRun(r"make (image|sam-build|sam-invoke)\b", f"{DOCKER}: tests/container/ runs the same commands"),
     NotRun(r"make sam-api\b", "a server until Ctrl-C: tests/container/test_sam_local_api.py drives it"),
-    NotRun(r"make test-arm64\b", "minutes under QEMU, outside `make test`: run by hand"),
+    NotRun(r"make test-arm64\b", "`make test` runs the same tests (tests/container/test_arm64.py)"),
     # --- run elsewhere in `make test`, or a server, a long run, a generator of committed files
     NotRun(r"make venv sam-venv model\b", "installs the virtualenvs and models: `make test` depends on the same"),
     NotRun(r"make test(?![-\w])", "it is `make test`"),
