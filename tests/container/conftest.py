@@ -93,21 +93,13 @@ def limited_function(
 
     Yields the invoke URL of the Runtime Interface Emulator that the image's entrypoint starts.
     """
-    from onnx_lambda_tools.local.cloud import free_port
-
     variables = json.loads(invoke_env_file.read_text())[sam_local.FUNCTION]
     memory = sam_local.template_memory_size()
     environment = containers.function_environment(variables, memory)
-    port = free_port()
-    name = containers.run_function_container(
-        function_image, environment, containers.LambdaLimits(memory), name="onnx-lambda-limited", host_port=port
-    )
-    url = f"http://127.0.0.1:{port}/2015-03-31/functions/function/invocations"
-    try:
-        containers.wait_for_http(f"http://127.0.0.1:{port}/", timeout_seconds=30)
-        yield url
-    finally:
-        logs = containers.container_logs(name)
-        (ROOT / "build").mkdir(exist_ok=True)
-        (ROOT / "build" / "limited-function.log").write_text(logs)
-        containers.docker("rm", "-f", name, check=False)
+    name = "onnx-lambda-limited"
+    with containers.function_container(function_image, environment, containers.LambdaLimits(memory), name=name) as url:
+        try:
+            yield url
+        finally:
+            (ROOT / "build").mkdir(exist_ok=True)
+            (ROOT / "build" / "limited-function.log").write_text(containers.container_logs(name))

@@ -17,7 +17,6 @@ import pytest
 from onnx_lambda import protocol
 from onnx_lambda.manifest import read_manifest
 from onnx_lambda_tools.local import containers, sam_local
-from onnx_lambda_tools.local.cloud import free_port
 from tests.container.test_image import invoke
 from tests.expected_events import check_response, load_event, response_body
 
@@ -49,20 +48,15 @@ def arm64_function(docker_engine: None, invoke_env_file: Path) -> Iterator[str]:
     architecture = containers.docker("image", "inspect", "-f", "{{.Architecture}}", image).strip()
     assert architecture == "arm64"
     variables = json.loads(invoke_env_file.read_text())[sam_local.FUNCTION]
-    port = free_port()
-    name = containers.run_function_container(
+    with containers.function_container(
         image,
         containers.function_environment(variables, 2048),
         containers.LambdaLimits(2048),
         name="onnx-lambda-arm64",
-        host_port=port,
         extra=["--platform", "linux/arm64", "--cpus", "2"],
-    )
-    try:
-        containers.wait_for_http(f"http://127.0.0.1:{port}/", timeout_seconds=60)
-        yield f"http://127.0.0.1:{port}/2015-03-31/functions/function/invocations"
-    finally:
-        containers.docker("rm", "-f", name, check=False)
+        ready_seconds=60,
+    ) as url:
+        yield url
 
 
 def test_the_arm64_image_runs_arm64_code(arm64_function: str) -> None:

@@ -20,7 +20,6 @@ from typing import Any, Final
 import numpy as np
 
 from onnx_lambda_tools.local import containers, sam_local
-from onnx_lambda_tools.local.cloud import free_port
 
 #: One short sentence, as API Gateway would deliver it with a verified machine token.
 EVENT: Final = containers.ROOT / "events" / "embeddings.json"
@@ -79,11 +78,8 @@ def measure(models_dir: Path, *, cold_starts: int, warm_requests: int) -> dict[s
     durations: list[float] = []
     memory: dict[str, float | None] = {}
     for attempt in range(cold_starts):
-        port = free_port()
-        name = containers.run_function_container(image, environment, limits, name="onnx-lambda-bench", host_port=port)
-        try:
-            url = f"http://127.0.0.1:{port}/2015-03-31/functions/function/invocations"
-            containers.wait_for_http(f"http://127.0.0.1:{port}/", timeout_seconds=30)
+        name = "onnx-lambda-bench"
+        with containers.function_container(image, environment, limits, name=name) as url:
             first_requests.append(_invoke(url))
             if attempt == cold_starts - 1:
                 warm = [_invoke(url) for _ in range(warm_requests)]
@@ -96,8 +92,6 @@ def measure(models_dir: Path, *, cold_starts: int, warm_requests: int) -> dict[s
             inits.append(float(init.group(1)))
             if attempt == cold_starts - 1:
                 durations = [float(match) for match in _DURATION.findall(logs)][1:]
-        finally:
-            containers.docker("rm", "-f", name, check=False)
 
     def percentile(values: list[float], q: float) -> float:
         return float(np.percentile(np.asarray(values), q))

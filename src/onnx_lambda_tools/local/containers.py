@@ -9,6 +9,8 @@ name, while the host's tools reach it on a loopback port.
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import json
 import os
 import platform
@@ -18,12 +20,12 @@ import sys
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Final
 
-from onnx_lambda_tools.local.cloud import LOCAL_CREDENTIALS_ENVIRONMENT
+from onnx_lambda_tools.local.cloud import LOCAL_CREDENTIALS_ENVIRONMENT, free_port
 
 #: The repository root: the scripts, Dockerfiles and template live there.
 ROOT: Final = Path(__file__).resolve().parents[3]
@@ -93,8 +95,9 @@ def ensure_docker() -> None:
         raise DockerError(f"Docker is not available: {result.stderr.strip()}")
 
 
+@functools.cache
 def build_standins(architecture: str = "x86_64") -> None:
-    """The stand-in base images for one architecture (``containers/build-standins.sh``)."""
+    """The stand-in base images for one architecture (``containers/build-standins.sh``), once per process."""
     result = subprocess.run(  # noqa: S603 - the project's own script
         [str(ROOT / "containers" / "build-standins.sh"), architecture],
         capture_output=True,
@@ -257,17 +260,22 @@ class LambdaLimits:
         ]
 
 
-def run_function_container(
+@contextlib.contextmanager
+def function_container(
     image: str,
     environment: Mapping[str, str],
     limits: LambdaLimits,
     *,
     name: str,
-    host_port: int,
     extra: Sequence[str] = (),
-) -> str:
-    """Start the image as Lambda runs it, its Runtime Interface Emulator on 127.0.0.1:``host_port``."""
+    ready_seconds: float = 30,
+) -> Iterator[str]:
+    """The image run as Lambda runs it; yields the invoke URL of its Runtime Interface Emulator.
+
+    The container is removed on exit; read its logs (:func:`container_logs`) before then.
+    """
     docker("rm", "-f", name, check=False)
+    port = free_port()
     env_arguments = [argument for key, value in environment.items() for argument in ("-e", f"{key}={value}")]
     docker(
         "run",
@@ -277,13 +285,17 @@ def run_function_container(
         "--network",
         NETWORK,
         "-p",
-        f"127.0.0.1:{host_port}:8080",
+        f"127.0.0.1:{port}:8080",
         *limits.docker_arguments(),
         *env_arguments,
         *extra,
         image,
     )
-    return name
+    try:
+        wait_for_http(f"http://127.0.0.1:{port}/", timeout_seconds=ready_seconds)
+        yield f"http://127.0.0.1:{port}/2015-03-31/functions/function/invocations"
+    finally:
+        docker("rm", "-f", name, check=False)
 
 
 def function_environment(settings_environment: Mapping[str, str], memory_mb: int) -> dict[str, str]:

@@ -19,6 +19,7 @@ function as API Gateway does.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import subprocess
 import sys
@@ -101,8 +102,6 @@ def function_variables(
     stack: LocalStack, published: Sequence[PublishedModel], endpoints: LocalCloudEndpoints, *, verify_tokens: bool
 ) -> dict[str, str]:
     """The variables ``sam local`` overrides, each declared by the template."""
-    import json
-
     variables = {
         "ONNX_LAMBDA_MODELS": json.dumps([{"uri": model.uri, "sha256": model.sha256} for model in published]),
         "ONNX_LAMBDA_S3_ENDPOINT_URL": endpoints.network_url,
