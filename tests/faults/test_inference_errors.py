@@ -9,8 +9,11 @@ service makes; onnxruntime then fails inside ``session.run`` (6 elements do not 
 from __future__ import annotations
 
 import json
+import time
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import onnx
@@ -18,8 +21,9 @@ import pytest
 from onnx import TensorProto, helper
 
 from onnx_lambda.manifest import MANIFEST_FILE, MODEL_FILE, FileEntry, Golden, Manifest, TensorSpec, sha256_hex
+from onnx_lambda_tools.local.events import build_event
 from onnx_lambda_tools.local.lambda_runtime import LambdaEnvironment
-from tests.faults.support import function_environment, infer_event, json_lines
+from tests.faults.support import CLAIMS, function_environment, infer_event, json_lines
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(120)]
 
@@ -158,6 +162,50 @@ def test_the_details_go_to_the_log_under_the_same_request_id(fn: LambdaEnvironme
     assert logged, errors
     assert "Reshape" in logged[0]["exception"]
     assert logged[0]["level"] == "ERROR"
+
+
+def caller_event(request_id: str, sub: str, client_id: str, path: str) -> dict[str, Any]:
+    """An infer request the fragile model fails on (batch 1), from one caller, as API Gateway hands it over."""
+    now = int(time.time())
+    return build_event(
+        method="POST",
+        path=path,
+        route_key="POST /v2/models/{model_name}/infer",
+        headers=[("content-type", "application/json")],
+        body=json.dumps({"inputs": [tensor(1)]}).encode(),
+        path_parameters={"model_name": FRAGILE},
+        claims={**CLAIMS, "sub": sub, "client_id": client_id, "iat": now, "exp": now + 3600},
+        scopes=["inference/invoke"],
+        request_id=request_id,
+    )
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        f"/v2/models/{FRAGILE}/infer",  # answered by the handler's direct route
+        f"/v2/models/{FRAGILE.replace('-', '%2D')}/infer",  # escaped: left to Mangum and FastAPI
+    ],
+    ids=["direct", "fastapi"],
+)
+def test_the_log_line_carries_the_api_gateway_request_id_and_the_caller(fn: LambdaEnvironment, path: str) -> None:
+    """What operations search the function's log by: the correlation id is API Gateway's requestId (the
+    id the caller sees), and ``sub`` and ``client_id`` are the caller's, from the authorizer's claims."""
+    tag = uuid.uuid4().hex[:8]
+    events = [
+        caller_event(f"Yk3eFhDhIAMEbQw-{tag}", f"2f1c6a70-machine-{tag}", f"7k2n0c9dmachine{tag}", path),
+        caller_event(f"Yk3eGiEiIAMEbRx-{tag}", f"9b8e1d22-user-{tag}", f"5u9s3rweb0user{tag}", path),
+    ]
+    for event in events:
+        assert fn.invoke(event).payload["statusCode"] == 500
+    assert fn.log_path is not None
+    errors = [line for line in json_lines(fn.log_path) if line.get("message") == "unhandled error"]
+    for event in events:
+        context = event["requestContext"]
+        claims = context["authorizer"]["jwt"]["claims"]
+        logged = [line for line in errors if line.get("correlation_id") == context["requestId"]]
+        assert len(logged) == 1, (context["requestId"], errors)
+        assert (logged[0].get("sub"), logged[0].get("client_id")) == (claims["sub"], claims["client_id"])
 
 
 def test_onnxruntime_refusing_the_values_is_a_422_that_says_so(fn: LambdaEnvironment) -> None:

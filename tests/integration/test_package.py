@@ -17,6 +17,7 @@ from onnx_lambda.registry import load_registry
 from onnx_lambda_tools.cli import main
 from onnx_lambda_tools.invoke import LambdaContext
 from onnx_lambda_tools.local.events import build_event
+from tests import raw_reference
 
 
 def serve_directories(*directories: Path) -> Mangum:
@@ -86,6 +87,40 @@ def test_package_a_tabular_model_and_an_embedder(models_dir: Path, tmp_path: Pat
     assert manifest.golden.embeddings_response is not None
     answer = call(handler, "/v1/embeddings", manifest.golden.embeddings_request)
     assert answer["usage"] == manifest.golden.embeddings_response["usage"]
+    check_against_upstream(tabular, embedder, answer)
+
+
+def check_against_upstream(tabular: Path, embedder: Path, served: dict[str, object]) -> None:
+    """The packaged goldens and the served vectors, against onnxruntime and tokenizers on the packaged files.
+
+    `package` computes its goldens with the service's own Embedder, and the service then agrees with them
+    by construction; the reference here shares no code with either (tests/raw_reference.py).
+    """
+    for directory in (tabular, embedder):
+        manifest = raw_reference.read_manifest_json(directory)
+        golden = manifest["golden"]
+        actual = raw_reference.run_infer_request(directory / "model.onnx", golden["infer_request"])
+        outputs = golden["infer_response"]["outputs"]
+        assert [tensor["name"] for tensor in outputs] == list(actual)
+        for tensor, array in zip(outputs, actual.values(), strict=True):
+            assert tensor["shape"] == list(array.shape)
+            np.testing.assert_allclose(
+                np.asarray(tensor["data"], dtype=np.float64).reshape(array.shape), array, rtol=0, atol=golden["atol"]
+            )
+
+    manifest = raw_reference.read_manifest_json(embedder)
+    golden = manifest["golden"]
+    texts = golden["embeddings_request"]["input"]
+    assert isinstance(texts, list)
+    assert len(texts) >= 2, "a batch, so that padding is exercised"
+    assert len({len(text.split()) for text in texts}) > 1, "texts of different lengths, so that one is padded"
+    raw = raw_reference.embed(embedder, texts, manifest["tokenizer"]["max_length"])
+    assert golden["embeddings_response"]["usage"]["prompt_tokens"] == sum(raw.token_counts)
+    for vectors in (
+        [item["embedding"] for item in golden["embeddings_response"]["data"]],
+        [item["embedding"] for item in served["data"]],  # type: ignore[attr-defined]
+    ):
+        np.testing.assert_allclose(np.asarray(vectors, dtype=np.float32), raw.vectors, rtol=0, atol=golden["atol"])
 
 
 def test_a_model_with_zipmap_outputs_is_refused_with_the_fix(
