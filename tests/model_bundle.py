@@ -48,6 +48,10 @@ class Bundle:
     def manifest_bytes(self) -> bytes:
         return self.manifest.model_dump_json(indent=2).encode()
 
+    @property
+    def manifest_sha256(self) -> str:
+        return sha256_hex(self.manifest_bytes)
+
     def files(self) -> dict[str, bytes]:
         """Every file as it is published beside the model."""
         files = {MODEL_FILE: self.model, MANIFEST_FILE: self.manifest_bytes}

@@ -1,6 +1,6 @@
 """CodeDeploy BeforeAllowTraffic hook: a new version gets traffic only if it answers like its manifest says.
 
-It reads the golden request/response from the manifest beside the model that the new version pins,
+It reads the golden request/response from the manifest that the new version pins (by VersionId and sha256),
 invokes that version directly with the request as an API Gateway HTTP API event, compares the answer
 within the manifest's ``atol``, checks the model's metadata route (``GET /v2/models/{name}``, answered by
 the FastAPI app rather than the direct inference path) against the manifest, and reports Succeeded or
@@ -38,7 +38,8 @@ class HookSettings:
 
     target_version_arn: str
     model_uri: str
-    model_sha256: str
+    manifest_version_id: str
+    manifest_sha256: str
     issuer: str
     client_id: str
     scopes: tuple[str, ...]
@@ -48,7 +49,8 @@ class HookSettings:
         return cls(
             target_version_arn=environ["TARGET_FUNCTION_VERSION"],
             model_uri=environ["MODEL_URI"],
-            model_sha256=environ["MODEL_SHA256"],
+            manifest_version_id=environ["MANIFEST_VERSION_ID"],
+            manifest_sha256=environ["MANIFEST_SHA256"],
             issuer=environ["JWT_ISSUER"],
             client_id=environ["JWT_CLIENT_ID"],
             scopes=tuple(s.strip() for s in environ["ROUTE_SCOPES"].split(",") if s.strip()),
@@ -94,10 +96,9 @@ def check_new_version(settings: HookSettings, s3: Any, lambda_client: Any) -> li
     """Replay the manifest's golden requests against the new version; return what went wrong."""
     if not settings.model_uri:
         return check_version_without_model(_invoker(lambda_client, settings.target_version_arn))
-    manifest = load_manifest(s3, parse_model_uri(settings.model_uri))
-    pinned = manifest.get("files", {}).get("model.onnx", {}).get("sha256")
-    if pinned != settings.model_sha256:
-        return [f"the manifest pins model.onnx sha256 {pinned}, the deployment pins {settings.model_sha256}"]
+    manifest = load_manifest(
+        s3, parse_model_uri(settings.model_uri, settings.manifest_version_id, settings.manifest_sha256)
+    )
     golden = manifest["golden"]
     atol = float(golden.get("atol", 1e-4))
     name = str(manifest["name"])

@@ -28,7 +28,7 @@ from typing import Any
 import boto3
 from onnx_lambda_helpers.emf import log, put_metrics
 from onnx_lambda_helpers.golden import infer_mismatches, metadata_mismatches
-from onnx_lambda_helpers.model_ref import load_manifest, parse_model_uri
+from onnx_lambda_helpers.model_ref import ModelRef, load_manifest, parse_model_uri
 
 NAMESPACE = "OnnxLambda/Canary"
 #: A cached token is dropped this long before it expires.
@@ -44,6 +44,8 @@ class CanarySettings:
     client_id: str
     scope: str
     model_uri: str
+    manifest_version_id: str
+    manifest_sha256: str
     stack_name: str
     timeout_seconds: float
 
@@ -57,6 +59,8 @@ class CanarySettings:
             client_id=environ["CLIENT_ID"],
             scope=environ.get("TOKEN_SCOPE", "inference/invoke"),
             model_uri=environ["MODEL_URI"],
+            manifest_version_id=environ["MANIFEST_VERSION_ID"],
+            manifest_sha256=environ["MANIFEST_SHA256"],
             stack_name=environ["STACK_NAME"],
             timeout_seconds=float(environ.get("HTTP_TIMEOUT_SECONDS", "10")),
         )
@@ -77,7 +81,7 @@ class HttpError(Exception):
 
 # Per execution environment: a warm canary reuses its token and golden request.
 _token_cache: dict[str, tuple[str, float]] = {}
-_golden_cache: dict[str, dict[str, Any]] = {}
+_golden_cache: dict[ModelRef, dict[str, Any]] = {}
 
 
 @cache
@@ -164,9 +168,10 @@ def access_token(settings: CanarySettings, *, fresh: bool = False) -> str:
 
 
 def _golden(settings: CanarySettings) -> dict[str, Any]:
-    if settings.model_uri not in _golden_cache:
-        _golden_cache[settings.model_uri] = load_manifest(_s3(), parse_model_uri(settings.model_uri))
-    return _golden_cache[settings.model_uri]
+    ref = parse_model_uri(settings.model_uri, settings.manifest_version_id, settings.manifest_sha256)
+    if ref not in _golden_cache:
+        _golden_cache[ref] = load_manifest(_s3(), ref)
+    return _golden_cache[ref]
 
 
 def _post_json(url: str, body: bytes, headers: Mapping[str, str], timeout: float) -> Any:

@@ -11,7 +11,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 #: Lambda's synchronous invocation payload limit; API Gateway sends nothing larger.
@@ -19,14 +19,23 @@ LAMBDA_PAYLOAD_LIMIT = 6 * 1024 * 1024
 
 
 class ModelSource(BaseModel):
-    """One immutable model: where its ONNX file lives and the sha256 it must have.
+    """One immutable model: where its files live and the pins they must match.
 
-    ``uri`` is ``s3://bucket/key?versionId=...`` or ``file:///path/model.onnx``. The tokenizer.json
-    and manifest.json are read from beside it.
+    ``uri`` is ``s3://bucket/key/model.onnx?versionId=...`` or ``file:///path/model.onnx``; the manifest.json
+    and tokenizer.json are read from beside it. Trust starts at the manifest: pinned by VersionId and sha256,
+    it lists the sha256 of every other file. On S3 every file is also pinned by its VersionId, so that a
+    deployed version never reads a different object, even one with the same key.
     """
 
+    model_config = ConfigDict(frozen=True)
+
     uri: str
+    #: The model's sha256; optional, since the pinned manifest lists it (checked against it when given).
     sha256: str | None = Field(default=None, pattern=r"^[0-9a-f]{64}$")
+    manifest_version_id: str | None = None
+    manifest_sha256: str | None = Field(default=None, pattern=r"^[0-9a-f]{64}$")
+    #: Required on S3 when the manifest lists a tokenizer.
+    tokenizer_version_id: str | None = None
 
     @field_validator("uri")
     @classmethod
@@ -34,6 +43,12 @@ class ModelSource(BaseModel):
         if not uri.startswith(("s3://", "file://")):
             raise ValueError(f"model uri must start with s3:// or file://, got {uri!r}")
         return uri
+
+    @field_validator("sha256", "manifest_version_id", "manifest_sha256", "tokenizer_version_id", mode="before")
+    @classmethod
+    def _empty_is_unset(cls, value: object) -> object:
+        # The template fills every pin from a parameter; a model without a tokenizer leaves its pin empty.
+        return None if value == "" else value
 
 
 AuthMode = Literal["apigateway", "jwt"]

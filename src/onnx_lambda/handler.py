@@ -44,10 +44,10 @@ class PrefetchingStore(ModelStore):
 
     def __init__(self, settings: Settings) -> None:
         super().__init__(settings)
-        self._pending: dict[tuple[str, str | None], Future[ModelArtifacts]] = {}
+        self._pending: dict[ModelSource, Future[ModelArtifacts]] = {}
         for source in settings.models:
             future: Future[ModelArtifacts] = Future()
-            self._pending[(source.uri, source.sha256)] = future
+            self._pending[source] = future
             thread = threading.Thread(target=self._prefetch, args=(source, future), name="model-prefetch", daemon=True)
             thread.start()
 
@@ -58,7 +58,7 @@ class PrefetchingStore(ModelStore):
             future.set_exception(error)
 
     def fetch(self, source: ModelSource) -> ModelArtifacts:
-        pending = self._pending.pop((source.uri, source.sha256), None)
+        pending = self._pending.pop(source, None)
         return pending.result() if pending is not None else super().fetch(source)
 
 

@@ -1,17 +1,17 @@
 """Model sources to verified bytes: ``file://`` paths and pinned ``s3://`` objects, with a /tmp cache.
 
-Trust runs one way. The deployment pins the model's sha256 (and, on S3, its VersionId). The model's
-bytes must hash to that pin; the ``manifest.json`` beside the model must list that same sha256 for
-``model.onnx``; every other file the service uses (the tokenizer) must match what that manifest lists.
-Anything that breaks the chain (a missing, empty, truncated, tampered or foreign file, an unreachable
-bucket) raises :class:`~onnx_lambda.errors.ModelLoadError` naming the object and its version, and
-nothing is returned: a half-loaded model can never be served.
+Trust runs one way, from the deployment's pins. The deployment pins ``manifest.json`` by sha256 and
+every file on S3 by VersionId; the manifest lists the sha256 and size of every other file (the model,
+the tokenizer), so a file is served only if it is the pinned version *and* hashes to what the pinned
+manifest lists. ``publish`` writes each model under a prefix ending in the manifest's digest
+(``<version>-<first 16 hex of its sha256>``); when the prefix has one, it must agree with the pin, so
+parameters copied from two different publishes are refused before anything is downloaded.
 
-The manifest and tokenizer are read with plain GETs of the latest version at the sibling key. That is
-safe because neither is trusted on its own: a manifest is accepted only if it lists the pinned model
-sha256, and the tokenizer only if it hashes to what that manifest lists. A sibling that was replaced
-by another model's files is refused loudly, never mixed in; and ``publish`` writes every model under
-a content-addressed prefix, so an older Lambda version's siblings are never overwritten.
+Anything that breaks the chain (a missing, empty, truncated, tampered or foreign file, a pin that
+disagrees, an unreachable bucket) raises :class:`~onnx_lambda.errors.ModelLoadError` naming the object
+and its version, and nothing is returned: a half-loaded model can never be served. The /tmp cache is
+keyed on every pin, lives in a directory that must be private to this user, and is re-verified against
+the pins on every read: a planted or stale entry is never served.
 
 This module knows nothing of ONNX: it hands back bytes.
 """
@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import json
 import logging
 import os
 import posixpath
@@ -59,6 +60,8 @@ log = logging.getLogger("onnx_lambda.model_store")
 
 #: A manifest is a few KiB; refuse to buffer anything absurd at that key.
 MAX_MANIFEST_BYTES: Final = 8 * 1024 * 1024
+#: ``publish`` ends each model's prefix with ``-`` and the first 16 hex digits of the manifest's sha256.
+_PREFIX_DIGEST = re.compile(r"-([0-9a-f]{16})$")
 #: Exponential backoff between our own retries of a part: full jitter, capped.
 _BACKOFF_BASE_SECONDS: Final = 0.1
 _BACKOFF_CAP_SECONDS: Final = 2.0
@@ -127,9 +130,13 @@ class ModelStore:
             path = parse_file_uri(source.uri)
         except ValueError as error:
             raise ModelLoadError(str(error)) from None
-        files = _read_local(path, source.sha256, source.uri, lambda name: (path.parent / name).as_uri())
+
+        def label(name: str) -> str:
+            return (path.parent / name).as_uri()
+
+        files = _read_local(path, source.sha256, source.uri, label)
         fetched = time.perf_counter()
-        hash_seconds = _verify(files, source.uri, lambda name: (path.parent / name).as_uri(), source.sha256)
+        hash_seconds = _verify(files, source, source.uri, label, prefix=path.parent.name)
         return _artifacts(source.uri, files, started, fetched - started, hash_seconds, from_cache=False)
 
     # --- s3:// --------------------------------------------------------------------------------
@@ -144,42 +151,43 @@ class ModelStore:
                 f"{source.uri}: an s3:// model must pin its VersionId (s3://bucket/key?versionId=...), "
                 "so that a deployed version never switches models"
             )
-        if source.sha256 is None:
-            raise ModelLoadError(f"{source.uri}: an s3:// model must pin its sha256")
-        pin = source.sha256
+        if source.manifest_version_id is None or source.manifest_sha256 is None:
+            raise ModelLoadError(
+                f"{source.uri}: an s3:// model must pin its {MANIFEST_FILE} by VersionId and sha256 "
+                "(manifest_version_id and manifest_sha256: the ManifestVersionId and ManifestSha256 that "
+                "`onnx-lambda publish` prints)"
+            )
+        manifest_object = _S3Object(bucket, _sibling(key, MANIFEST_FILE), source.manifest_version_id)
+        _check_prefix_digest(posixpath.basename(posixpath.dirname(key)), source.manifest_sha256, str(manifest_object))
         started = time.perf_counter()
-        cached = self._read_cache(source, pin, started)
+        entry_name = cache_key(source)
+        cached = self._read_cache(source, entry_name, started)
         if cached is not None:
             return cached
 
         model_object = _S3Object(bucket, key, version_id)
         with _S3Download(self._client(), self._settings) as download:
-            manifest_key = _sibling(key, MANIFEST_FILE)
-            manifest_object, manifest_bytes = download.sidecar(
-                bucket, manifest_key, expected_size=None, what=f"{MANIFEST_FILE} beside {model_object}"
-            )
+            manifest_bytes = download.small_object(manifest_object, expected_size=None)
+            # Refuse a foreign or changed manifest, and the model it can't vouch for, before downloading it.
+            _check_manifest_pin(manifest_bytes, source.manifest_sha256, str(manifest_object))
             manifest = _parse_manifest(manifest_bytes, str(manifest_object))
-            # Refuse a foreign manifest before downloading a model it can't vouch for.
-            model_entry = _model_entry(manifest, str(manifest_object), pin, str(model_object))
-            tokenizer_entry = _tokenizer_entry(manifest, str(manifest_object))
+            model_entry = _model_entry(manifest, str(manifest_object), source.sha256, str(model_object))
+            tokenizer_object, tokenizer_entry = _pinned_tokenizer(manifest, manifest_object, source)
             pending_tokenizer = None
-            if tokenizer_entry is not None:
-                name, entry = tokenizer_entry
-                pending_tokenizer = download.submit_sidecar(
-                    bucket, _sibling(key, name), expected_size=entry.bytes, what=f"{name} beside {model_object}"
-                )
+            if tokenizer_object is not None and tokenizer_entry is not None:
+                pending_tokenizer = download.submit_small_object(tokenizer_object, expected_size=tokenizer_entry.bytes)
             model = download.whole_object(model_object, model_entry.bytes)
             tokenizer = None
-            sidecar_labels = {MANIFEST_FILE: str(manifest_object)}
-            if pending_tokenizer is not None and tokenizer_entry is not None:
-                tokenizer_object, tokenizer_bytes = download.result(pending_tokenizer, what=tokenizer_entry[0])
-                tokenizer = (tokenizer_entry[0], tokenizer_entry[1], tokenizer_bytes)
-                sidecar_labels[tokenizer_entry[0]] = str(tokenizer_object)
+            labels = {MANIFEST_FILE: str(manifest_object)}
+            if pending_tokenizer is not None and tokenizer_object is not None and tokenizer_entry is not None:
+                name = posixpath.basename(tokenizer_object.key)
+                tokenizer = (name, tokenizer_entry, download.result(pending_tokenizer, what=str(tokenizer_object)))
+                labels[name] = str(tokenizer_object)
         fetched = time.perf_counter()
         files = _Files(manifest, manifest_bytes, model, model_entry, tokenizer)
-        hash_seconds = _verify(files, str(model_object), sidecar_labels.__getitem__, pin)
+        hash_seconds = _verify(files, source, str(model_object), labels.__getitem__)
         write_started = time.perf_counter()
-        written = self._write_cache(pin, files)
+        written = self._write_cache(entry_name, files)
         artifacts = _artifacts(source.uri, files, started, fetched - started, hash_seconds, from_cache=False)
         if written:
             artifacts.timings["cache_write"] = time.perf_counter() - write_started
@@ -194,10 +202,10 @@ class ModelStore:
 
     # --- the /tmp cache ---------------------------------------------------------------------------
 
-    def _read_cache(self, source: ModelSource, pin: str, started: float) -> ModelArtifacts | None:
-        """A verified cache hit, or None. A corrupt entry is deleted, so the caller refetches it."""
+    def _read_cache(self, source: ModelSource, entry_name: str, started: float) -> ModelArtifacts | None:
+        """A hit re-verified against every pin, or None. A corrupt entry is deleted, so the caller refetches it."""
         root = self._settings.cache_dir
-        entry = root / pin
+        entry = root / entry_name
         if not entry.is_dir():
             return None
         if not (_private_dir(root) and _private_dir(entry)):
@@ -209,16 +217,16 @@ class ModelStore:
             return f"cached {name} of {source.uri}"
 
         try:
-            files = _read_local(entry / MODEL_FILE, pin, label(MODEL_FILE), label)
+            files = _read_local(entry / MODEL_FILE, source.sha256, label(MODEL_FILE), label)
             fetched = time.perf_counter()
-            hash_seconds = _verify(files, label(MODEL_FILE), label, pin)
+            hash_seconds = _verify(files, source, label(MODEL_FILE), label)
         except ModelLoadError as error:
-            log.warning("discarding a corrupt model cache entry", extra={"entry": pin, "reason": str(error)})
+            log.warning("discarding a corrupt model cache entry", extra={"entry": entry_name, "reason": str(error)})
             shutil.rmtree(entry, ignore_errors=True)
             return None
         return _artifacts(source.uri, files, started, fetched - started, hash_seconds, from_cache=True)
 
-    def _write_cache(self, pin: str, files: _Files) -> bool:
+    def _write_cache(self, entry_name: str, files: _Files) -> bool:
         """Write the entry to a temp dir and rename it into place, so a reader sees all of it or none.
 
         An unwritable or full cache dir only costs the next cold start a download, so it is not an error.
@@ -230,20 +238,26 @@ class ModelStore:
             if not _private_dir(root):
                 log.warning("not caching in a directory others can write", extra={"cache_dir": str(root)})
                 return False
-            staging = Path(tempfile.mkdtemp(prefix=f".{pin}.", dir=root))
+            staging = Path(tempfile.mkdtemp(prefix=f".{entry_name}.", dir=root))
             (staging / MANIFEST_FILE).write_bytes(files.manifest_bytes)
             (staging / MODEL_FILE).write_bytes(files.model)
             if files.tokenizer is not None:
                 (staging / files.tokenizer[0]).write_bytes(files.tokenizer[2])
-            os.rename(staging, root / pin)  # atomic; fails if another process won the race, which is fine
+            os.rename(staging, root / entry_name)  # atomic; fails if another process won the race, which is fine
             staging = None
         except OSError as error:
-            log.debug("model cache not written", extra={"entry": pin, "reason": str(error)})
+            log.debug("model cache not written", extra={"entry": entry_name, "reason": str(error)})
             return False
         finally:
             if staging is not None:
                 shutil.rmtree(staging, ignore_errors=True)
         return True
+
+
+def cache_key(source: ModelSource) -> str:
+    """The cache entry's name: a digest of every pin, so an entry can only ever serve the source it was made for."""
+    pins = json.dumps(source.model_dump(mode="json"), sort_keys=True).encode()
+    return hashlib.sha256(pins).hexdigest()[:32]
 
 
 def build_s3_client(settings: Settings) -> S3Client:
@@ -324,6 +338,48 @@ def _model_entry(manifest: Manifest, manifest_label: str, pin: str | None, model
     return entry
 
 
+def _check_manifest_pin(data: bytes, pin: str, label: str) -> None:
+    found = hashlib.sha256(data).hexdigest()
+    if found != pin:
+        raise ModelLoadError(
+            f"{label}: sha256 {found} does not match the pinned manifest sha256 {pin}: "
+            "the manifest was changed after it was published, or belongs to another model"
+        )
+
+
+def _check_prefix_digest(prefix: str, manifest_sha256: str, label: str) -> None:
+    """A prefix that ends in a manifest digest (publish's layout) must name the pinned manifest."""
+    match = _PREFIX_DIGEST.search(prefix)
+    if match is not None and not manifest_sha256.startswith(match.group(1)):
+        raise ModelLoadError(
+            f"{label}: its prefix {prefix!r} was published for a manifest whose sha256 starts with "
+            f"{match.group(1)}, but the pinned manifest sha256 is {manifest_sha256}: "
+            "the model's parameters come from different publishes"
+        )
+
+
+def _pinned_tokenizer(
+    manifest: Manifest, manifest_object: _S3Object, source: ModelSource
+) -> tuple[_S3Object | None, FileEntry | None]:
+    """The tokenizer's pinned S3 version and its manifest entry, or (None, None) for a model without one."""
+    tokenizer_entry = _tokenizer_entry(manifest, str(manifest_object))
+    if tokenizer_entry is None:
+        if source.tokenizer_version_id is not None:
+            raise ModelLoadError(
+                f"{manifest_object} lists no tokenizer, but the deployment pins a tokenizer VersionId "
+                f"({source.tokenizer_version_id}): the model's parameters come from different publishes"
+            )
+        return None, None
+    name, entry = tokenizer_entry
+    if source.tokenizer_version_id is None:
+        raise ModelLoadError(
+            f"{manifest_object} lists tokenizer {name!r}, but the deployment pins no VersionId for it "
+            "(tokenizer_version_id: the TokenizerVersionId that `onnx-lambda publish` prints)"
+        )
+    key = _sibling(manifest_object.key, name)
+    return _S3Object(manifest_object.bucket, key, source.tokenizer_version_id), entry
+
+
 def _tokenizer_entry(manifest: Manifest, manifest_label: str) -> tuple[str, FileEntry] | None:
     if manifest.tokenizer is not None:
         name = manifest.tokenizer.file
@@ -350,11 +406,18 @@ def _check(data: bytes, expected: FileEntry, label: str, expected_from: str) -> 
         raise ModelLoadError(f"{label}: sha256 {found} does not match the expected {expected.sha256} ({expected_from})")
 
 
-def _verify(files: _Files, model_label: str, sibling_label: _Labeller, pin: str | None) -> float:
-    """Check every file against the manifest (and the model against the pin); return the seconds spent."""
+def _verify(
+    files: _Files, source: ModelSource, model_label: str, sibling_label: _Labeller, prefix: str | None = None
+) -> float:
+    """Check the manifest against its pins, and every file against the manifest; return the seconds spent."""
     started = time.perf_counter()
-    model_entry = _model_entry(files.manifest, sibling_label(MANIFEST_FILE), pin, model_label)
-    _check(files.model, model_entry, model_label, "pinned and in manifest.json" if pin else "manifest.json")
+    manifest_label = sibling_label(MANIFEST_FILE)
+    if source.manifest_sha256 is not None:
+        _check_manifest_pin(files.manifest_bytes, source.manifest_sha256, manifest_label)
+    if prefix is not None:
+        _check_prefix_digest(prefix, hashlib.sha256(files.manifest_bytes).hexdigest(), manifest_label)
+    model_entry = _model_entry(files.manifest, manifest_label, source.sha256, model_label)
+    _check(files.model, model_entry, model_label, "manifest.json")
     if files.tokenizer is not None:
         name, entry, data = files.tokenizer
         _check(data, entry, sibling_label(name), "manifest.json")
@@ -422,6 +485,14 @@ class _S3Object:
         return f"s3://{self.bucket}/{self.key} (versionId {version})"
 
 
+def memory_limit_bytes() -> int:
+    """What this function may hold: its MemorySize on Lambda, else the machine's memory."""
+    memory_size = os.environ.get("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "")
+    if memory_size.isascii() and memory_size.isdigit() and len(memory_size) < 7:
+        return int(memory_size) * 1024 * 1024
+    return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+
+
 def _sibling(key: str, name: str) -> str:
     return posixpath.join(posixpath.dirname(key), name)
 
@@ -456,20 +527,24 @@ class _S3Download:
 
     # --- what the store calls -------------------------------------------------------------------
 
-    def sidecar(self, bucket: str, key: str, *, expected_size: int | None, what: str) -> tuple[_S3Object, bytes]:
-        return self.result(self.submit_sidecar(bucket, key, expected_size=expected_size, what=what), what=what)
+    def small_object(self, obj: _S3Object, *, expected_size: int | None) -> bytes:
+        return self.result(self.submit_small_object(obj, expected_size=expected_size), what=str(obj))
 
-    def submit_sidecar(
-        self, bucket: str, key: str, *, expected_size: int | None, what: str
-    ) -> Future[tuple[_S3Object, bytes]]:
-        return self._pool.submit(self._get_sidecar, bucket, key, expected_size, what)
+    def submit_small_object(self, obj: _S3Object, *, expected_size: int | None) -> Future[bytes]:
+        return self._pool.submit(self._get_small_object, obj, expected_size)
 
-    def result(self, future: Future[tuple[_S3Object, bytes]], *, what: str) -> tuple[_S3Object, bytes]:
+    def result(self, future: Future[bytes], *, what: str) -> bytes:
         self._wait([future], what)
         return future.result()
 
     def whole_object(self, obj: _S3Object, size: int) -> bytes:
         """The object's bytes, fetched in ``s3_part_size`` ranges by the pool into one buffer."""
+        limit = memory_limit_bytes()
+        if size > limit:
+            # Checked before the buffer is allocated: a size no function could hold is a clear error, not a MemoryError.
+            raise ModelLoadError(
+                f"{obj}: manifest.json gives it {size} bytes, more than this function's {limit} bytes of memory"
+            )
         buffer = bytearray(size)
         view = memoryview(buffer)
         part_size = self._settings.s3_part_size
@@ -483,16 +558,14 @@ class _S3Download:
 
     # --- the workers ------------------------------------------------------------------------------
 
-    def _get_sidecar(self, bucket: str, key: str, expected_size: int | None, what: str) -> tuple[_S3Object, bytes]:
-        """GET the latest version (see the module docstring for why that is safe) and read it whole."""
-        latest = _S3Object(bucket, key, None)
+    def _get_small_object(self, obj: _S3Object, expected_size: int | None) -> bytes:
+        """GET a pinned version whole: the manifest (size unknown until read, so capped) or the tokenizer."""
         try:
-            response = self._s3.get_object(Bucket=bucket, Key=key)
+            response = self._s3.get_object(Bucket=obj.bucket, Key=obj.key, VersionId=str(obj.version_id))
         except ClientError as error:
-            raise _client_error(latest, error, what) from None
+            raise _client_error(obj, error, posixpath.basename(obj.key)) from None
         except BotoCoreError as error:
-            raise ModelLoadError(f"{what}: {latest} could not be fetched: {error}") from None
-        obj = _S3Object(bucket, key, response.get("VersionId"))
+            raise ModelLoadError(f"{obj} could not be fetched: {error}") from None
         size = response["ContentLength"]
         if expected_size is not None and size != expected_size:
             response["Body"].close()
@@ -505,7 +578,7 @@ class _S3Download:
             self._read_range(obj, 0, memoryview(buffer), size, first_response=response)
         else:
             response["Body"].close()
-        return obj, bytes(buffer)
+        return bytes(buffer)
 
     def _read_range(
         self,
@@ -538,15 +611,12 @@ class _S3Download:
                 response = None
 
     def _get_range(self, obj: _S3Object, start: int, end: int, total: int) -> GetObjectOutputTypeDef:
-        # Every retry reads the same version: the pinned one, or the one a sidecar's first GET returned.
+        # Every retry reads the same, pinned version.
         byte_range = f"bytes={start}-{end}"
         try:
-            if obj.version_id and obj.version_id != "null":
-                response = self._s3.get_object(
-                    Bucket=obj.bucket, Key=obj.key, VersionId=obj.version_id, Range=byte_range
-                )
-            else:
-                response = self._s3.get_object(Bucket=obj.bucket, Key=obj.key, Range=byte_range)
+            response = self._s3.get_object(
+                Bucket=obj.bucket, Key=obj.key, VersionId=str(obj.version_id), Range=byte_range
+            )
         except ClientError as error:
             if _error_code(error) == "InvalidRange":
                 actual = error.response.get("Error", {}).get("ActualObjectSize", "fewer")
@@ -659,7 +729,7 @@ def _client_error(obj: _S3Object, error: ClientError, what: str) -> ModelLoadErr
     if code in ("AccessDenied", "403"):
         return ModelLoadError(
             f"{what}: access to {obj} denied (S3 also says this for a missing key the role may not list): "
-            "the function's role needs s3:GetObject and s3:GetObjectVersion on the model's prefix"
+            "the function's role needs s3:GetObjectVersion on the model's prefix"
         )
     return ModelLoadError(f"{what}: {obj} could not be fetched: {error}")
 

@@ -7,13 +7,16 @@ so the service always loads a model the way Lambda does: ``s3://`` with a pinned
 from __future__ import annotations
 
 import argparse
+import json
 import shlex
 import tomllib
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from onnx_lambda.manifest import MANIFEST_FILE, MODEL_FILE, Manifest, sha256_hex, verify_model_dir
+from onnx_lambda.config import ModelSource
+from onnx_lambda.manifest import MANIFEST_FILE, MODEL_FILE, TOKENIZER_FILE, Manifest, sha256_hex, verify_model_dir
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
@@ -23,32 +26,63 @@ _CONTENT_TYPES = {MODEL_FILE: "application/octet-stream", MANIFEST_FILE: "applic
 
 @dataclass(frozen=True, slots=True)
 class PublishedModel:
+    """Where a model's files landed, and the pins a deployment needs to read exactly those."""
+
     name: str
     version: str
     bucket: str
     key: str
     version_id: str
+    #: model.onnx's sha256, as its manifest lists it.
     sha256: str
+    manifest_version_id: str
+    manifest_sha256: str
+    #: Empty for a model without a tokenizer.
+    tokenizer_version_id: str
 
     @property
     def uri(self) -> str:
         return f"s3://{self.bucket}/{self.key}?versionId={self.version_id}"
 
-    def parameter_overrides(self) -> str:
-        """What ``sam deploy --parameter-overrides`` takes to pin this model."""
-        return " ".join(
-            f"{name}={shlex.quote(value)}"
-            for name, value in (
-                ("ModelKey", self.key),
-                ("ModelVersionId", self.version_id),
-                ("ModelSha256", self.sha256),
-            )
+    def source(self) -> ModelSource:
+        """The service's configuration for this model: every file pinned."""
+        return ModelSource(
+            uri=self.uri,
+            manifest_version_id=self.manifest_version_id,
+            manifest_sha256=self.manifest_sha256,
+            tokenizer_version_id=self.tokenizer_version_id or None,
         )
+
+    def parameters(self) -> dict[str, str]:
+        """The template's model parameters."""
+        return {
+            "ModelKey": self.key,
+            "ModelVersionId": self.version_id,
+            "ManifestVersionId": self.manifest_version_id,
+            "ManifestSha256": self.manifest_sha256,
+            "TokenizerVersionId": self.tokenizer_version_id,
+        }
+
+    def parameter_overrides(self) -> str:
+        """What ``sam deploy --parameter-overrides`` takes to pin this model, quoted for a shell.
+
+        An empty value is passed as ``Name=""``, SAM's empty string: left out, sam deploy would keep the
+        stack's previous value.
+        """
+        return " ".join(
+            shlex.quote(f"{name}={value}" if value else f'{name}=""') for name, value in self.parameters().items()
+        )
+
+
+def models_variable(sources: Iterable[ModelSource]) -> str:
+    """``ONNX_LAMBDA_MODELS`` for these sources, as the template writes it for a deployed function."""
+    return json.dumps([source.model_dump(exclude_none=True) for source in sources])
 
 
 def model_prefix(model_dir: Path, manifest: Manifest, root: str = "models") -> str:
     # The manifest's hash covers every file's sha256, so the prefix is immutable: a new model, tokenizer or
-    # golden never overwrites the files an older Lambda version reads beside its pinned model.onnx.
+    # golden never overwrites the files an older Lambda version reads. The service checks this digest
+    # against the manifest sha256 it is pinned to.
     digest = sha256_hex((model_dir / MANIFEST_FILE).read_bytes())
     return f"{root.strip('/')}/{manifest.name}/{manifest.version}-{digest[:16]}"
 
@@ -57,42 +91,43 @@ def publish(model_dir: Path, bucket: str, s3: S3Client, root: str = "models") ->
     """Upload model, tokenizer and manifest; refuse a directory whose files disagree with its manifest."""
     manifest = verify_model_dir(model_dir)
     prefix = model_prefix(model_dir, manifest, root)
-    # The model goes last, so the sidecar files it is verified against are in place before it can be pinned.
+    manifest_sha256 = sha256_hex((model_dir / MANIFEST_FILE).read_bytes())
+    hashes = {**{name: entry.sha256 for name, entry in manifest.files.items()}, MANIFEST_FILE: manifest_sha256}
+    # The model goes last, so the files it is verified against are in place before it can be pinned.
     names = sorted(manifest.files, key=lambda name: name == MODEL_FILE)
     version_ids: dict[str, str] = {}
     for name in [*names, MANIFEST_FILE]:
         key = f"{prefix}/{name}"
-        data = (model_dir / name).read_bytes()
-        sha256 = manifest.files[name].sha256 if name in manifest.files else None
-        existing = _existing_version(s3, bucket, key, sha256)
+        existing = _existing_version(s3, bucket, key, hashes[name])
         if existing is not None:
             version_ids[name] = existing
             continue
         response = s3.put_object(
             Bucket=bucket,
             Key=key,
-            Body=data,
+            Body=(model_dir / name).read_bytes(),
             ContentType=_CONTENT_TYPES.get(name, "application/json"),
-            Metadata={"sha256": sha256} if sha256 else {},
+            Metadata={"sha256": hashes[name]},
         )
         version_ids[name] = response.get("VersionId") or ""
-    model_version = version_ids[MODEL_FILE]
-    if not model_version or model_version == "null":
+    if any(not version_id or version_id == "null" for version_id in version_ids.values()):
         raise ValueError(f"bucket {bucket!r} is not versioned: a model can't be pinned without a VersionId")
+    tokenizer = manifest.tokenizer.file if manifest.tokenizer is not None else TOKENIZER_FILE
     return PublishedModel(
         name=manifest.name,
         version=manifest.version,
         bucket=bucket,
         key=f"{prefix}/{MODEL_FILE}",
-        version_id=model_version,
+        version_id=version_ids[MODEL_FILE],
         sha256=manifest.model_sha256,
+        manifest_version_id=version_ids[MANIFEST_FILE],
+        manifest_sha256=manifest_sha256,
+        tokenizer_version_id=version_ids.get(tokenizer, ""),
     )
 
 
-def _existing_version(s3: S3Client, bucket: str, key: str, sha256: str | None) -> str | None:
+def _existing_version(s3: S3Client, bucket: str, key: str, sha256: str) -> str | None:
     """Re-publishing the same bytes keeps the same VersionId, so deploy parameters stay stable."""
-    if sha256 is None:
-        return None
     try:
         head = s3.head_object(Bucket=bucket, Key=key)
     except s3.exceptions.ClientError:

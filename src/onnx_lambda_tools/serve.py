@@ -45,10 +45,10 @@ class LocalDeployment:
 
     def settings(self) -> Settings:
         """The service's settings: the models from the local S3, tokens verified against the local pool."""
-        from onnx_lambda.config import ModelSource, Settings
+        from onnx_lambda.config import Settings
 
         return Settings(
-            models=[ModelSource(uri=model.uri, sha256=model.sha256) for model in self.models.values()],
+            models=[model.source() for model in self.models.values()],
             s3_endpoint_url=self.stack.endpoint_url,
             auth_mode="jwt",
             jwt_issuer=self.stack.issuer,

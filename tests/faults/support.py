@@ -9,13 +9,13 @@ import threading
 import time
 import uuid
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import uvicorn
 
-from onnx_lambda.manifest import MODEL_FILE, read_manifest
+from onnx_lambda.manifest import MANIFEST_FILE, MODEL_FILE, TOKENIZER_FILE, read_manifest, sha256_hex
 from onnx_lambda_tools.local.cloud import free_port
 from onnx_lambda_tools.local.events import build_event
 from onnx_lambda_tools.local.lambda_runtime import InvokeResult
@@ -32,12 +32,13 @@ CLAIMS = {"sub": "fault-tests", "client_id": "fault-tests", "token_use": "access
 
 @dataclass(frozen=True)
 class Published:
-    """One model's files in the local S3: what the deployment pins (uri, sha256) and each file's version."""
+    """One model's files in the local S3: each file's version, and the sha256 of the model and the manifest."""
 
     bucket: str
     prefix: str
     versions: dict[str, str]
     sha256: str
+    manifest_sha256: str
 
     @property
     def model_key(self) -> str:
@@ -48,7 +49,18 @@ class Published:
         return f"s3://{self.bucket}/{self.model_key}?versionId={self.versions[MODEL_FILE]}"
 
     def source(self) -> dict[str, str]:
-        return {"uri": self.uri, "sha256": self.sha256}
+        """What the deployment pins, as ``onnx-lambda publish`` prints it."""
+        return {
+            "uri": self.uri,
+            "manifest_version_id": self.versions[MANIFEST_FILE],
+            "manifest_sha256": self.manifest_sha256,
+            "tokenizer_version_id": self.versions.get(TOKENIZER_FILE, ""),
+        }
+
+    def republished(self, name: str, version: str, data: bytes) -> Published:
+        """These pins with one file's version replaced (and, for the manifest, its sha256)."""
+        manifest_sha256 = sha256_hex(data) if name == MANIFEST_FILE else self.manifest_sha256
+        return replace(self, versions={**self.versions, name: version}, manifest_sha256=manifest_sha256)
 
     def label(self, name: str = MODEL_FILE) -> str:
         """How the service names one of these objects in its messages."""
@@ -60,7 +72,7 @@ def publish_files(s3: S3Client, bucket: str, prefix: str, files: Mapping[str, by
         name: s3.put_object(Bucket=bucket, Key=f"{prefix}/{name}", Body=data)["VersionId"]
         for name, data in files.items()
     }
-    return Published(bucket, prefix, versions, sha256)
+    return Published(bucket, prefix, versions, sha256, sha256_hex(files[MANIFEST_FILE]))
 
 
 def model_files(models_dir: Path, name: str) -> dict[str, bytes]:

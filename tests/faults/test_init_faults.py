@@ -79,7 +79,7 @@ def test_s3_that_drops_every_connection_fails_init_after_bounded_retries(
         message_again = init_error(fn.invoke(infer_event(TABULAR, tabular_body())))
         attempts_after_two_inits = s3.connections
 
-    assert f"{MANIFEST_FILE} beside {published.label(MODEL_FILE)}" in message
+    assert published.label(MANIFEST_FILE) in message
     assert message_again == message
     # botocore's standard retries, bounded by ONNX_LAMBDA_S3_MAX_ATTEMPTS (default 4), once per init.
     assert attempts_per_init == Settings.model_fields["s3_max_attempts"].default == 4
@@ -87,7 +87,7 @@ def test_s3_that_drops_every_connection_fails_init_after_bounded_retries(
     lines = json_lines(log)
     failures = [line for line in lines if line.get("message") == "model load failed"]
     assert len(failures) == 2
-    assert published.label(MODEL_FILE) in failures[0]["reason"]
+    assert published.label(MANIFEST_FILE) in failures[0]["reason"]
     assert "ModelLoadFailure" in emf_metric_names(log)
     assert not [line for line in lines if line.get("message") == "model loaded"]
 
@@ -97,7 +97,7 @@ def test_s3_that_never_answers_fails_init_at_the_deadline(published: Published, 
     with Blackhole() as s3, start(function_environment([published.source()], s3.endpoint_url, tmp_path), log) as fn:
         result = fn.invoke(health_event())
     message = init_error(result)
-    assert f"{MANIFEST_FILE} beside {published.label(MODEL_FILE)}" in message
+    assert published.label(MANIFEST_FILE) in message
     assert "not fetched within the 7 s deadline (ONNX_LAMBDA_S3_DEADLINE_SECONDS)" in message, (result.seconds, message)
     assert "ModelLoadFailure" in emf_metric_names(log)
 
@@ -106,7 +106,9 @@ def test_no_half_loaded_set_of_models_ever_serves(
     s3: S3Client, bucket: str, published: Published, moto_server: str, tmp_path: Path, log: Path
 ) -> None:
     """The first model loads; the second is missing: the first is not served either, and health says no."""
-    missing = Published(bucket, "models/gone/1", {MODEL_FILE: "v-missing"}, "0" * 64)
+    missing = Published(
+        bucket, "models/gone/1", {MODEL_FILE: "v-missing", MANIFEST_FILE: "m-missing"}, "0" * 64, "1" * 64
+    )
     sources = [published.source(), missing.source()]
     with start(function_environment(sources, moto_server, tmp_path), log) as fn:
         message = init_error(fn.invoke(infer_event(TABULAR, tabular_body())))
@@ -141,7 +143,7 @@ def test_slow_s3_fails_init_then_a_later_init_recovers(
             stalling["on"] = False
             recovered = fn.invoke(infer_event(TABULAR, tabular_body(2)))
     assert "deadline" in message
-    assert published.label(MODEL_FILE) in message
+    assert published.label(MANIFEST_FILE) in message
     assert stalled >= 2, "the stalled read should have been retried before the deadline"
     assert not recovered.function_error, recovered.payload
     assert recovered.payload["statusCode"] == 200

@@ -44,7 +44,7 @@ def test_a_stalled_ranged_get_times_out_and_is_retried(
 
     with FaultyProxy(moto_server, stall=stall_one_part_once) as proxy:
         settings = Settings(
-            models=[ModelSource(uri=published.uri, sha256=published.sha256)],
+            models=[ModelSource.model_validate(published.source())],
             s3_endpoint_url=proxy.endpoint_url,
             cache_dir=tmp_path / "cache",
             s3_part_size=MiB,

@@ -6,6 +6,7 @@ aws-sam-cli pins it), through ``sam_transform.py`` in a subprocess.
 
 from __future__ import annotations
 
+import hashlib
 import importlib
 import importlib.util
 import json
@@ -33,7 +34,9 @@ TEMPLATE = ROOT / "template.yaml"
 ALL_ON: dict[str, Any] = {
     "ModelKey": "models/all-minilm-l6-v2/1-0123456789abcdef/model.onnx",
     "ModelVersionId": "3sL4kqtJlcpXroDTDmJ-rmSpXd3dIbrH",
-    "ModelSha256": "ab" * 32,
+    "ManifestVersionId": "Gq0Dw3Hs1dM5k9lPv7Tr2Yx8Zc4Nb6Ju",
+    "ManifestSha256": "0123456789abcdef" + "ab" * 24,
+    "TokenizerVersionId": "nP5Lr8Kt2Wq7Vx3Bz9Mc4Hd6Fj1Gs0Ae",
     "ProvisionedConcurrency": 2,
     "ProvisionedConcurrencyMax": 10,
     "AlarmEmail": "ops@example.com",
@@ -147,7 +150,7 @@ class LocalDeployment:
 
     @property
     def model_parameters(self) -> dict[str, str]:
-        return {"ModelKey": self.model.key, "ModelVersionId": self.model.version_id, "ModelSha256": self.model.sha256}
+        return self.model.parameters()
 
     @property
     def lambda_endpoint(self) -> str:
@@ -160,12 +163,17 @@ class LocalDeployment:
         variables = self.transformed["Resources"][function]["Properties"]["Environment"]["Variables"]
         return {name: str(value) for name, value in evaluator.evaluate(variables).items()}
 
-    def put_manifest_beside(self, prefix: str, manifest: Mapping[str, Any]) -> str:
-        """Upload a manifest under another prefix; return the model URI it sits beside."""
+    def put_manifest_beside(self, prefix: str, manifest: Mapping[str, Any]) -> dict[str, str]:
+        """Upload a manifest under another prefix; return the variables that pin it (as the template's)."""
         s3 = boto3.client("s3", endpoint_url=self.endpoint_url, region_name="us-east-1",
                           aws_access_key_id="testing", aws_secret_access_key="testing")  # fmt: skip
-        s3.put_object(Bucket=self.bucket, Key=f"{prefix}/manifest.json", Body=json.dumps(manifest).encode())
-        return f"s3://{self.bucket}/{prefix}/model.onnx?versionId={self.model.version_id}"
+        body = json.dumps(manifest).encode()
+        put = s3.put_object(Bucket=self.bucket, Key=f"{prefix}/manifest.json", Body=body)
+        return {
+            "MODEL_URI": f"s3://{self.bucket}/{prefix}/model.onnx?versionId={self.model.version_id}",
+            "MANIFEST_VERSION_ID": put["VersionId"],
+            "MANIFEST_SHA256": hashlib.sha256(body).hexdigest(),
+        }
 
 
 @pytest.fixture(scope="session")
@@ -184,7 +192,7 @@ def local_deployment(
     home = tmp_path_factory.mktemp("function")
     evaluator = Evaluator(
         transformed,
-        {"ModelKey": model.key, "ModelVersionId": model.version_id, "ModelSha256": model.sha256},
+        model.parameters(),
         {"ModelBucket": bucket},
     )
     variables = transformed["Resources"]["InferenceFunction"]["Properties"]["Environment"]["Variables"]

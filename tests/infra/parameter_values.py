@@ -14,14 +14,17 @@ from typing import Any
 
 from tests.infra.conftest import ALL_ON
 
-BASE: dict[str, Any] = {name: ALL_ON[name] for name in ("ModelKey", "ModelVersionId", "ModelSha256")}
+MODEL_PARAMETERS = ("ModelKey", "ModelVersionId", "ManifestVersionId", "ManifestSha256", "TokenizerVersionId")
+BASE: dict[str, Any] = {name: ALL_ON[name] for name in MODEL_PARAMETERS}
 
 CHANGED: dict[str, Any] = {
     "Stage": "prod",
     "ModelKeyPrefix": "team-models",
     "ModelKey": "models/all-minilm-l6-v2/2-fedcba9876543210/model.onnx",
     "ModelVersionId": "Xw0Bq1bd8PRzBlHsb6Hj3s0H2.Fy0k1N",
-    "ModelSha256": "cd" * 32,
+    "ManifestVersionId": "Rt7Yh2Nm5Kq9Wv3Xc8Bz1Ld4Fg6Jp0Se",
+    "ManifestSha256": "fedcba9876543210" + "cd" * 24,
+    "TokenizerVersionId": "Hs3Kd8Pq1Zx6Vn9Wm2Ct5Lb7Jr4Gf0Ya",
     "ModelPublisherArn": "arn:aws:iam::123456789012:role/ci/model-publisher",
     "ModelObjectLockDays": 30,
     "CloudFormationExecutionRoleArn": "arn:aws:iam::123456789012:role/cfn-execution",

@@ -229,7 +229,7 @@ print(json.dumps(problems))
 
 def _arguments(command: str) -> list[str]:
     """The words of a command, a command substitution standing for the overrides it would print."""
-    overrides = "ModelKey=m/1-a/model.onnx ModelVersionId=v ModelSha256=" + "0" * 64
+    overrides = "ModelKey=m/1-a/model.onnx ModelVersionId=v ManifestVersionId=m ManifestSha256=" + "0" * 64
     text = re.sub(r"\$\(cat [^)]*\.overrides\)", overrides, command)
     return shlex.split(text.replace("\\\n", " "), comments=True)
 

@@ -162,9 +162,9 @@ def test_the_evaluator_sees_the_tls_deny(transformed: dict[str, Any]) -> None:
             "Condition": {"Bool": {"aws:SecureTransport": "false"}},
         }
     ]
-    assert denied_by(plain, Request("s3:GetObject", MODEL_OBJECT, FUNCTION_ROLE)) == []  # over TLS
+    assert denied_by(plain, Request("s3:GetObjectVersion", MODEL_OBJECT, FUNCTION_ROLE)) == []  # over TLS
     statements = bucket_policy(transformed, {})
-    assert denied_by(statements, Request("s3:GetObject", MODEL_OBJECT, FUNCTION_ROLE)) == []
+    assert denied_by(statements, Request("s3:GetObjectVersion", MODEL_OBJECT, FUNCTION_ROLE)) == []
     assert denied_by(statements, Request("s3:GetObjectVersion", MODEL_OBJECT, HOOK_ROLE)) == []
     assert _wildcard(SSO_PUBLISHERS, SSO_PUBLISHER)
     assert not _wildcard(SSO_PUBLISHERS, ADMIN)

@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 
 from tests.infra.conftest import ROOT
+from tests.infra.parameter_values import MODEL_PARAMETERS
 
 
 def _instructions(dockerfile: Path) -> list[tuple[str, str]]:
@@ -103,7 +104,7 @@ def test_samconfig_environments(samconfig: dict[str, Any], template: dict[str, A
         assert name in secondary
     # Model parameters never live here: a config-only deploy must keep the deployed model.
     for overrides in (dev, prod, secondary):
-        assert not {"ModelKey", "ModelVersionId", "ModelSha256"} & set(overrides)
+        assert not set(MODEL_PARAMETERS) & set(overrides)
 
 
 def test_samconfig_values_satisfy_the_template(samconfig: dict[str, Any], template: dict[str, Any]) -> None:

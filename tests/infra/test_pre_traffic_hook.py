@@ -90,7 +90,8 @@ def test_a_wrong_answer_fails_the_deployment(
         response["outputs"][0]["data"][3] += 10 * manifest["golden"]["atol"]
     else:
         response["data"][0]["embedding"][3] += 10 * manifest["golden"]["atol"]
-    monkeypatch.setenv("MODEL_URI", local_deployment.put_manifest_beside(f"wrong-{golden_field}", manifest))
+    for name, value in local_deployment.put_manifest_beside(f"wrong-{golden_field}", manifest).items():
+        monkeypatch.setenv(name, value)
     result = hook.handler(EVENT, None)
     assert result["status"] == "Failed"
     assert any("[3]" in problem and "atol" in problem for problem in result["problems"]), result["problems"]
@@ -107,7 +108,8 @@ def test_an_error_answer_fails_the_deployment(
     manifest = copy.deepcopy(local_deployment.manifest)
     manifest["name"] = "not-served-here"
     manifest["golden"].pop("embeddings_request")
-    monkeypatch.setenv("MODEL_URI", local_deployment.put_manifest_beside("renamed", manifest))
+    for name, value in local_deployment.put_manifest_beside("renamed", manifest).items():
+        monkeypatch.setenv(name, value)
     result = hook.handler(EVENT, None)
     assert result["status"] == "Failed"
     assert any("answered 404" in problem for problem in result["problems"]), result["problems"]
@@ -141,7 +143,8 @@ def test_metadata_that_disagrees_with_the_manifest_fails_the_deployment(
 ) -> None:
     manifest = copy.deepcopy(local_deployment.manifest)
     manifest["outputs"][0]["shape"] = [*manifest["outputs"][0]["shape"], 7]
-    monkeypatch.setenv("MODEL_URI", local_deployment.put_manifest_beside("other-shape", manifest))
+    for name, value in local_deployment.put_manifest_beside("other-shape", manifest).items():
+        monkeypatch.setenv(name, value)
     result = hook.handler(EVENT, None)
     assert result["status"] == "Failed"
     output, served = manifest["outputs"][0], local_deployment.manifest["outputs"][0]
@@ -149,14 +152,29 @@ def test_metadata_that_disagrees_with_the_manifest_fails_the_deployment(
     _reported(codedeploy, "Failed")
 
 
-def test_a_manifest_for_another_model_fails_the_deployment(
+def test_a_manifest_other_than_the_pinned_one_fails_the_deployment(
     hook_environment: dict[str, str], codedeploy: CodeDeployRecorder, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setenv("MODEL_SHA256", "0" * 64)
+    monkeypatch.setenv("MANIFEST_SHA256", "0" * 64)
     result = hook.handler(EVENT, None)
     assert result["status"] == "Failed"
     assert "the deployment pins " + "0" * 64 in result["problems"][0]
     _reported(codedeploy, "Failed")
+
+
+def test_a_manifest_swapped_in_at_the_same_key_is_never_read(
+    local_deployment: LocalDeployment, hook_environment: dict[str, str], codedeploy: CodeDeployRecorder
+) -> None:
+    """Finding 3 of issue 11: golden answers rewritten to approve a swapped model. The hook reads the version
+    and bytes the deployment pins, not the key's latest version."""
+    manifest = copy.deepcopy(local_deployment.manifest)
+    manifest["golden"]["infer_response"]["outputs"][0]["data"][0] += 1.0
+    prefix = local_deployment.model.key.rpartition("/")[0]
+    swapped = local_deployment.put_manifest_beside(prefix, manifest)
+    assert swapped["MANIFEST_VERSION_ID"] != hook_environment["MANIFEST_VERSION_ID"]
+    result = hook.handler(EVENT, None)
+    assert result == {"status": "Succeeded", "problems": []}
+    _reported(codedeploy, "Succeeded")
 
 
 @pytest.mark.parametrize("broken", ["lambda", "manifest"])

@@ -8,6 +8,7 @@ through SAM CLI's own parser with samconfig.toml loaded: what it would deploy, s
 
 from __future__ import annotations
 
+import hashlib
 import json
 import shlex
 import subprocess
@@ -67,6 +68,23 @@ def aws_is_moto(moto_server: str, monkeypatch: pytest.MonkeyPatch) -> str:
     return moto_server
 
 
+def published_parameters(bucket: str, model_dir: Path) -> dict[str, str]:
+    """The model parameters, read back from the bucket as it is after publishing, and the manifest on disk."""
+    s3 = boto3.client("s3", region_name="us-east-1")
+    latest = {
+        version["Key"].rsplit("/", 1)[1]: version
+        for version in s3.list_object_versions(Bucket=bucket)["Versions"]
+        if version["IsLatest"]
+    }
+    return {
+        "ModelKey": latest["model.onnx"]["Key"],
+        "ModelVersionId": latest["model.onnx"]["VersionId"],
+        "ManifestVersionId": latest["manifest.json"]["VersionId"],
+        "ManifestSha256": hashlib.sha256((model_dir / "manifest.json").read_bytes()).hexdigest(),
+        "TokenizerVersionId": latest["tokenizer.json"]["VersionId"] if "tokenizer.json" in latest else "",
+    }
+
+
 def sam_deploy_settings(line: str) -> dict[str, Any]:
     words = shlex.split(line)
     assert words[:2] == ["sam", "deploy"], line
@@ -116,7 +134,7 @@ def test_publish_prints_a_sam_deploy_line_that_runs_as_printed(
     settings = sam_deploy_settings(printed[-1])
     assert settings["stack_name"] == stack_name
     assert settings["region"] == region
-    assert set(settings["parameter_overrides"]) == {"ModelKey", "ModelVersionId", "ModelSha256"}
+    assert settings["parameter_overrides"] == published_parameters(bucket, models_dir / "all-minilm-l6-v2")
 
 
 def test_without_an_environment_it_prints_the_overrides_not_a_command(
@@ -130,6 +148,13 @@ def test_without_an_environment_it_prints_the_overrides_not_a_command(
     last = capsys.readouterr().out.strip().splitlines()[-1]
     assert not last.startswith("sam deploy")
     assert last.startswith("parameter overrides for `sam deploy --config-env <environment> --parameter-overrides`: ")
+    # A model without a tokenizer passes TokenizerVersionId as SAM's empty string, so a stack that served a
+    # text model before doesn't keep its tokenizer pin.
+    overrides = last.split(": ", 1)[1]
+    settings = sam_deploy_settings(f"sam deploy --config-env dev --parameter-overrides {overrides}")
+    expected = published_parameters(bucket, models_dir / "breast-cancer-classifier")
+    assert expected["TokenizerVersionId"] == ""
+    assert settings["parameter_overrides"] == expected
 
 
 def test_a_principal_that_is_not_the_publisher_gets_told_whom_to_publish_as(

@@ -149,7 +149,8 @@ def test_a_wrong_answer_makes_the_api_unavailable(
 ) -> None:
     manifest = copy.deepcopy(local_deployment.manifest)
     manifest["golden"]["infer_response"]["outputs"][0]["data"][0] += 1.0
-    monkeypatch.setenv("MODEL_URI", local_deployment.put_manifest_beside("canary-wrong", manifest))
+    for name, value in local_deployment.put_manifest_beside("canary-wrong", manifest).items():
+        monkeypatch.setenv(name, value)
     result = canary.handler({}, None)
     assert result["available"] is False
     assert any("atol" in problem for problem in result["problems"])

@@ -159,7 +159,8 @@ def test_the_inference_function_reads_only_the_model_objects(transformed: dict[s
         {
             "Sid": "ReadModelObjects",
             "Effect": "Allow",
-            "Action": ["s3:GetObject", "s3:GetObjectVersion"],
+            # Every read names its VersionId, which needs s3:GetObjectVersion only: not even the latest version.
+            "Action": "s3:GetObjectVersion",
             "Resource": {"Fn::Sub": "arn:${AWS::Partition}:s3:::${ModelBucket}/${ModelKeyPrefix}/*"},
         }
     ]
@@ -173,7 +174,7 @@ def test_the_hook_may_invoke_only_the_function_versions_read_models_and_report(t
     assert set(statements) == {"InvokeInferenceVersions", "ReadModelManifests", "ReportToCodeDeploy"}
     assert statements["InvokeInferenceVersions"]["Action"] == "lambda:InvokeFunction"
     assert statements["InvokeInferenceVersions"]["Resource"] == {"Fn::Sub": "${InferenceFunction.Arn}:*"}
-    assert statements["ReadModelManifests"]["Action"] == "s3:GetObject"
+    assert statements["ReadModelManifests"]["Action"] == "s3:GetObjectVersion"
     assert statements["ReportToCodeDeploy"]["Action"] == "codedeploy:PutLifecycleEventHookExecutionStatus"
     assert "${InferenceFunctionDeploymentGroup}" in statements["ReportToCodeDeploy"]["Resource"]["Fn::Sub"]
     # SAM's CodeDeploy role may invoke only hooks named CodeDeployHook_*.
@@ -299,7 +300,9 @@ def test_the_function_environment_pins_the_model(transformed: dict[str, Any]) ->
     assert json.loads(environment["ONNX_LAMBDA_MODELS"]) == [
         {
             "uri": f"s3://model-bucket/{ALL_ON['ModelKey']}?versionId={ALL_ON['ModelVersionId']}",
-            "sha256": ALL_ON["ModelSha256"],
+            "manifest_version_id": ALL_ON["ManifestVersionId"],
+            "manifest_sha256": ALL_ON["ManifestSha256"],
+            "tokenizer_version_id": ALL_ON["TokenizerVersionId"],
         }
     ]
     assert environment["ONNX_LAMBDA_AUTH_MODE"] == "apigateway"
@@ -309,7 +312,12 @@ def test_the_function_environment_pins_the_model(transformed: dict[str, Any]) ->
     # The hook and the canary check the same model the function pins.
     for function in ("PreTrafficHookFunction", "SyntheticCanaryFunction"):
         other = evaluator.evaluate(transformed["Resources"][function]["Properties"]["Environment"]["Variables"])
-        assert other["MODEL_URI"] == json.loads(environment["ONNX_LAMBDA_MODELS"])[0]["uri"]
+        pinned = json.loads(environment["ONNX_LAMBDA_MODELS"])[0]
+        assert other["MODEL_URI"] == pinned["uri"]
+        assert (other["MANIFEST_VERSION_ID"], other["MANIFEST_SHA256"]) == (
+            pinned["manifest_version_id"],
+            pinned["manifest_sha256"],
+        )
 
 
 def test_the_function_is_an_image_with_tracing(template: dict[str, Any], transformed: dict[str, Any]) -> None:

@@ -17,7 +17,7 @@ import pytest
 from onnx_lambda.config import ModelSource, Settings
 from onnx_lambda.errors import ModelLoadError
 from onnx_lambda.manifest import MANIFEST_FILE, MODEL_FILE, TOKENIZER_FILE, sha256_hex
-from onnx_lambda.model_store import ModelStore
+from onnx_lambda.model_store import ModelStore, cache_key
 from tests.integration.moto import (
     Blackhole,
     FaultyProxy,
@@ -66,8 +66,20 @@ def settings_for(tmp_path: Path, endpoint_url: str, source: ModelSource, **overr
     return Settings(**values)  # type: ignore[arg-type]
 
 
-def source_for(bucket: str, version_id: str, sha256: str, key: str = MODEL_KEY) -> ModelSource:
-    return ModelSource(uri=f"s3://{bucket}/{key}?versionId={version_id}", sha256=sha256)
+def source_for(bucket: str, versions: dict[str, str], bundle: Bundle, **pins: str | None) -> ModelSource:
+    """What ``onnx-lambda publish`` prints for these versions: every file pinned; ``pins`` overrides some."""
+    values = {
+        "uri": f"s3://{bucket}/{MODEL_KEY}?versionId={versions[MODEL_FILE]}",
+        "manifest_version_id": versions[MANIFEST_FILE],
+        "manifest_sha256": bundle.manifest_sha256,
+        "tokenizer_version_id": versions.get(TOKENIZER_FILE),
+        **pins,
+    }
+    return ModelSource.model_validate(values)
+
+
+def uri(bucket: str, version_id: str) -> str:
+    return f"s3://{bucket}/{MODEL_KEY}?versionId={version_id}"
 
 
 def refusal(tmp_path: Path, endpoint_url: str, source: ModelSource, **overrides: object) -> str:
@@ -85,7 +97,7 @@ def test_pinned_older_version_is_served_while_a_newer_one_exists(
     versions = publish(s3, bucket, bundle)
     newer = make_bundle(b"a newer model, overwritten in place")
     newer_version = put(s3, bucket, MODEL_KEY, newer.model)
-    source = source_for(bucket, versions[MODEL_FILE], bundle.sha256)
+    source = source_for(bucket, versions, bundle)
 
     artifacts = ModelStore(settings_for(tmp_path, moto_server, source)).fetch(source)
 
@@ -94,10 +106,39 @@ def test_pinned_older_version_is_served_while_a_newer_one_exists(
     assert artifacts.tokenizer == TOKENIZER_BYTES
     assert artifacts.from_cache is False
     assert {"fetch", "hash", "cache_write", "total"} <= set(artifacts.timings)
-    # The newer version is not what the manifest beside it vouches for.
-    message = refusal(tmp_path, moto_server, source_for(bucket, newer_version, newer.sha256))
-    assert f"s3://{bucket}/{PREFIX}/{MANIFEST_FILE} (versionId {versions[MANIFEST_FILE]})" in message
-    assert "belongs to a different model" in message
+    # The newer version is not what the pinned manifest vouches for.
+    message = refusal(tmp_path, moto_server, source_for(bucket, versions, bundle, uri=uri(bucket, newer_version)))
+    assert f"s3://{bucket}/{MODEL_KEY} (versionId {newer_version})" in message
+    assert f"is {len(newer.model)} bytes, expected {len(bundle.model)} (manifest.json)" in message
+
+
+def test_a_swapped_tokenizer_with_a_matching_manifest_is_never_served(
+    tmp_path: Path, moto_server: str, s3: S3Client, bucket: str, bundle: Bundle
+) -> None:
+    """Finding 3 of issue 11: whoever may write to the bucket swaps the tokenizer and writes a manifest that
+    lists it (and the same model). The deployment's pins still read the published versions."""
+    versions = publish(s3, bucket, bundle)
+    swapped = make_bundle(bundle.model, tokenizer=TOKENIZER_BYTES.replace(b"[UNK]", b"[XXX]"))
+    assert swapped.sha256 == bundle.sha256
+    swapped_versions = publish(s3, bucket, swapped)
+    source = source_for(bucket, versions, bundle)
+
+    artifacts = ModelStore(settings_for(tmp_path, moto_server, source)).fetch(source)
+
+    assert (artifacts.tokenizer, artifacts.manifest) == (TOKENIZER_BYTES, bundle.manifest)
+    # Pinning the swapped versions without their manifest's sha256 is refused, naming the pin it broke.
+    tampered = source_for(
+        bucket,
+        versions,
+        bundle,
+        manifest_version_id=swapped_versions[MANIFEST_FILE],
+        tokenizer_version_id=swapped_versions[TOKENIZER_FILE],
+    )
+    message = refusal(tmp_path, moto_server, tampered)
+    assert f"s3://{bucket}/{PREFIX}/{MANIFEST_FILE} (versionId {swapped_versions[MANIFEST_FILE]})" in message
+    assert f"sha256 {swapped.manifest_sha256} does not match the pinned manifest sha256 {bundle.manifest_sha256}" in (
+        message
+    )
 
 
 def test_large_object_is_fetched_with_ranged_parallel_gets_of_the_pinned_version(
@@ -108,7 +149,7 @@ def test_large_object_is_fetched_with_ranged_parallel_gets_of_the_pinned_version
     bundle = make_bundle(payload)
     versions = publish(s3, bucket, bundle)
     put(s3, bucket, MODEL_KEY, b"newer bytes that must not be mixed in")
-    source = source_for(bucket, versions[MODEL_FILE], bundle.sha256)
+    source = source_for(bucket, versions, bundle)
 
     with FaultyProxy(moto_server) as proxy:
         settings = settings_for(tmp_path, proxy.endpoint_url, source, s3_part_size=MiB, s3_max_concurrency=4)
@@ -126,7 +167,7 @@ def test_a_read_that_stalls_mid_body_is_retried(tmp_path: Path, moto_server: str
     payload = random.Random(11).randbytes(2 * MiB + 1)
     bundle = make_bundle(payload)
     versions = publish(s3, bucket, bundle)
-    source = source_for(bucket, versions[MODEL_FILE], bundle.sha256)
+    source = source_for(bucket, versions, bundle)
 
     def stall_first_part(request: ProxiedRequest) -> bool:
         return request.headers.get("range") == "bytes=0-1048575" and not any(
@@ -148,11 +189,11 @@ def test_a_read_that_stalls_mid_body_is_retried(tmp_path: Path, moto_server: str
 def test_model_bytes_that_differ_from_the_pin_are_refused(
     tmp_path: Path, moto_server: str, s3: S3Client, bucket: str, bundle: Bundle
 ) -> None:
-    publish(s3, bucket, bundle)
+    versions = publish(s3, bucket, bundle)
     tampered = bytearray(bundle.model)
     tampered[-1] ^= 0xFF
     tampered_version = put(s3, bucket, MODEL_KEY, bytes(tampered))
-    message = refusal(tmp_path, moto_server, source_for(bucket, tampered_version, bundle.sha256))
+    message = refusal(tmp_path, moto_server, source_for(bucket, versions, bundle, uri=uri(bucket, tampered_version)))
     assert f"s3://{bucket}/{MODEL_KEY} (versionId {tampered_version})" in message
     assert f"sha256 {sha256_hex(bytes(tampered))} does not match the expected {bundle.sha256}" in message
 
@@ -160,10 +201,20 @@ def test_model_bytes_that_differ_from_the_pin_are_refused(
 def test_manifest_that_disagrees_with_the_pinned_model_is_refused(
     tmp_path: Path, moto_server: str, s3: S3Client, bucket: str, bundle: Bundle
 ) -> None:
+    # A source may also pin the model's sha256 (the manifest pins it anyway); a manifest of another model,
+    # pinned with its own sha256, is refused before the model is downloaded.
     versions = publish(s3, bucket, bundle)
     foreign = make_bundle(b"some other model", tokenizer=TOKENIZER_BYTES)
     manifest_version = put(s3, bucket, f"{PREFIX}/{MANIFEST_FILE}", foreign.manifest_bytes)
-    message = refusal(tmp_path, moto_server, source_for(bucket, versions[MODEL_FILE], bundle.sha256))
+    source = source_for(
+        bucket,
+        versions,
+        bundle,
+        sha256=bundle.sha256,
+        manifest_version_id=manifest_version,
+        manifest_sha256=foreign.manifest_sha256,
+    )
+    message = refusal(tmp_path, moto_server, source)
     assert f"s3://{bucket}/{PREFIX}/{MANIFEST_FILE} (versionId {manifest_version})" in message
     assert f"lists {MODEL_FILE} with sha256 {foreign.sha256}" in message
     assert f"pinned to sha256 {bundle.sha256}" in message
@@ -174,30 +225,57 @@ def test_tampered_tokenizer_is_refused(
 ) -> None:
     versions = publish(s3, bucket, bundle)
     tokenizer_version = put(s3, bucket, f"{PREFIX}/{TOKENIZER_FILE}", TOKENIZER_BYTES.upper())
-    message = refusal(tmp_path, moto_server, source_for(bucket, versions[MODEL_FILE], bundle.sha256))
+    message = refusal(
+        tmp_path, moto_server, source_for(bucket, versions, bundle, tokenizer_version_id=tokenizer_version)
+    )
     assert f"s3://{bucket}/{PREFIX}/{TOKENIZER_FILE} (versionId {tokenizer_version})" in message
     assert f"does not match the expected {bundle.manifest.files[TOKENIZER_FILE].sha256}" in message
 
 
 @pytest.mark.parametrize("missing", [MANIFEST_FILE, TOKENIZER_FILE])
-def test_missing_sidecar_is_refused(
+def test_a_deleted_pinned_version_is_refused_and_a_delete_marker_changes_nothing(
     tmp_path: Path, moto_server: str, s3: S3Client, bucket: str, bundle: Bundle, missing: str
 ) -> None:
     versions = publish(s3, bucket, bundle)
-    s3.delete_object(Bucket=bucket, Key=f"{PREFIX}/{missing}")  # a delete marker: no latest version
-    message = refusal(tmp_path, moto_server, source_for(bucket, versions[MODEL_FILE], bundle.sha256))
-    assert f"{missing} beside s3://{bucket}/{MODEL_KEY} (versionId {versions[MODEL_FILE]})" in message
-    assert f"s3://{bucket}/{PREFIX}/{missing}" in message
-    assert "does not exist" in message
+    source = source_for(bucket, versions, bundle)
+    s3.delete_object(Bucket=bucket, Key=f"{PREFIX}/{missing}")  # a delete marker: the pinned version stays
+    assert ModelStore(settings_for(tmp_path, moto_server, source, cache_dir=tmp_path / "a")).fetch(source).manifest
+    s3.delete_object(Bucket=bucket, Key=f"{PREFIX}/{missing}", VersionId=versions[missing])
+    message = refusal(tmp_path, moto_server, source, cache_dir=tmp_path / "b")
+    assert f"{missing}: s3://{bucket}/{PREFIX}/{missing} (versionId {versions[missing]}) does not exist" in message
+
+
+@pytest.mark.parametrize("pin", ["tokenizer_version_id", "no_tokenizer"])
+def test_a_tokenizer_pin_that_disagrees_with_the_manifest_is_refused(
+    tmp_path: Path, moto_server: str, s3: S3Client, bucket: str, pin: str
+) -> None:
+    with_tokenizer = pin == "tokenizer_version_id"
+    bundle = make_bundle(tokenizer=TOKENIZER_BYTES if with_tokenizer else None)
+    versions = publish(s3, bucket, bundle)
+    wrong = None if with_tokenizer else versions[MANIFEST_FILE]
+    message = refusal(tmp_path, moto_server, source_for(bucket, versions, bundle, tokenizer_version_id=wrong))
+    expected = "pins no VersionId for it" if with_tokenizer else "lists no tokenizer, but the deployment pins"
+    assert expected in message
+
+
+def test_a_model_larger_than_the_functions_memory_is_refused_before_allocating(
+    tmp_path: Path, moto_server: str, s3: S3Client, bucket: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    bundle = make_bundle(random.Random(3).randbytes(2 * MiB))
+    versions = publish(s3, bucket, bundle)
+    source = source_for(bucket, versions, bundle)
+    monkeypatch.setenv("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "1")  # MB, as Lambda sets it
+    message = refusal(tmp_path, moto_server, source)
+    assert f"gives it {2 * MiB} bytes, more than this function's {MiB} bytes of memory" in message
 
 
 @pytest.mark.parametrize("keep", [0, 500])
 def test_truncated_object_is_refused(
     tmp_path: Path, moto_server: str, s3: S3Client, bucket: str, bundle: Bundle, keep: int
 ) -> None:
-    publish(s3, bucket, bundle)
+    versions = publish(s3, bucket, bundle)
     truncated_version = put(s3, bucket, MODEL_KEY, bundle.model[:keep])
-    message = refusal(tmp_path, moto_server, source_for(bucket, truncated_version, bundle.sha256))
+    message = refusal(tmp_path, moto_server, source_for(bucket, versions, bundle, uri=uri(bucket, truncated_version)))
     assert f"s3://{bucket}/{MODEL_KEY} (versionId {truncated_version}) is {keep} bytes" in message
     assert f"expected {len(bundle.model)}" in message
 
@@ -205,31 +283,34 @@ def test_truncated_object_is_refused(
 def test_unknown_version_is_refused(
     tmp_path: Path, moto_server: str, s3: S3Client, bucket: str, bundle: Bundle
 ) -> None:
-    publish(s3, bucket, bundle)
-    message = refusal(tmp_path, moto_server, source_for(bucket, "no-such-version", bundle.sha256))
+    versions = publish(s3, bucket, bundle)
+    message = refusal(tmp_path, moto_server, source_for(bucket, versions, bundle, uri=uri(bucket, "no-such-version")))
     assert f"s3://{bucket}/{MODEL_KEY} (versionId no-such-version) does not exist" in message
 
 
 # --- an unreachable or unresponsive S3 ------------------------------------------------------------
 
 
+OFFLINE_VERSIONS = {MODEL_FILE: "v1", MANIFEST_FILE: "m1", TOKENIZER_FILE: "t1"}
+
+
 def test_unreachable_endpoint_is_a_model_load_error(tmp_path: Path, bundle: Bundle) -> None:
-    source = source_for("models", "v1", bundle.sha256)
+    source = source_for("models", OFFLINE_VERSIONS, bundle)
     endpoint = closed_port_url()
     message = refusal(tmp_path, endpoint, source, s3_max_attempts=2)
-    assert f"{MANIFEST_FILE} beside s3://models/{MODEL_KEY} (versionId v1)" in message
+    assert f"s3://models/{PREFIX}/{MANIFEST_FILE} (versionId m1) could not be fetched" in message
     assert "Could not connect to the endpoint URL" in message
 
 
 def test_retries_are_bounded_by_s3_max_attempts(tmp_path: Path, bundle: Bundle) -> None:
-    source = source_for("models", "v1", bundle.sha256)
+    source = source_for("models", OFFLINE_VERSIONS, bundle)
     with ResettingEndpoint() as endpoint:
         refusal(tmp_path, endpoint.endpoint_url, source, s3_max_attempts=3)
         assert endpoint.connections == 3
 
 
 def test_fetch_gives_up_at_the_deadline(tmp_path: Path, bundle: Bundle) -> None:
-    source = source_for("models", "v1", bundle.sha256)
+    source = source_for("models", OFFLINE_VERSIONS, bundle)
     with Blackhole() as endpoint:
         message = refusal(
             tmp_path,
@@ -247,8 +328,7 @@ def test_fetch_gives_up_at_the_deadline(tmp_path: Path, bundle: Bundle) -> None:
 
 @pytest.fixture
 def published(s3: S3Client, bucket: str, bundle: Bundle) -> ModelSource:
-    versions = publish(s3, bucket, bundle)
-    return source_for(bucket, versions[MODEL_FILE], bundle.sha256)
+    return source_for(bucket, publish(s3, bucket, bundle), bundle)
 
 
 @pytest.fixture
@@ -256,8 +336,7 @@ def warm_cache(tmp_path: Path, moto_server: str, published: ModelSource) -> Path
     """Fetch once, so the cache holds the model; yield its entry."""
     artifacts = ModelStore(settings_for(tmp_path, moto_server, published)).fetch(published)
     assert artifacts.from_cache is False
-    assert published.sha256 is not None
-    return tmp_path / "cache" / published.sha256
+    return tmp_path / "cache" / cache_key(published)
 
 
 def test_cache_hit_serves_without_s3(tmp_path: Path, published: ModelSource, warm_cache: Path, bundle: Bundle) -> None:
@@ -329,3 +408,28 @@ def test_a_cache_dir_that_is_a_symlink_is_never_served(
     (tmp_path / "cache").symlink_to(tmp_path / "elsewhere")
     with pytest.raises(ModelLoadError, match="Could not connect"):
         ModelStore(settings_for(tmp_path, closed_port_url(), published, s3_max_attempts=1)).fetch(published)
+
+
+def test_the_cache_serves_only_the_pins_it_was_written_for(
+    tmp_path: Path, published: ModelSource, warm_cache: Path
+) -> None:
+    # Another tokenizer VersionId (same bytes or not) is another entry: with S3 unreachable, nothing serves it.
+    other = published.model_copy(update={"tokenizer_version_id": "another-version"})
+    assert cache_key(other) != warm_cache.name
+    with pytest.raises(ModelLoadError, match="Could not connect"):
+        ModelStore(settings_for(tmp_path, closed_port_url(), other, s3_max_attempts=1)).fetch(other)
+
+
+def test_a_planted_manifest_and_tokenizer_in_the_cache_are_never_served(
+    tmp_path: Path, moto_server: str, published: ModelSource, warm_cache: Path, bundle: Bundle
+) -> None:
+    """Finding 4 of issue 11: a manifest and tokenizer that agree with each other and with the cached model."""
+    planted = make_bundle(bundle.model, tokenizer=TOKENIZER_BYTES.replace(b"[UNK]", b"[XXX]"))
+    (warm_cache / TOKENIZER_FILE).write_bytes(planted.files()[TOKENIZER_FILE])
+    (warm_cache / MANIFEST_FILE).write_bytes(planted.manifest_bytes)
+
+    artifacts = ModelStore(settings_for(tmp_path, moto_server, published)).fetch(published)
+
+    assert artifacts.from_cache is False
+    assert (artifacts.tokenizer, artifacts.manifest) == (TOKENIZER_BYTES, bundle.manifest)
+    assert (warm_cache / MANIFEST_FILE).read_bytes() == bundle.manifest_bytes

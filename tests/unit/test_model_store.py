@@ -251,9 +251,55 @@ def test_s3_source_without_version_id_is_refused(tmp_path: Path, bundle: Bundle)
         fetch(tmp_path, "s3://bkt/models/iris/model.onnx", bundle.sha256)
 
 
-def test_s3_source_without_sha256_is_refused(tmp_path: Path) -> None:
-    with pytest.raises(ModelLoadError, match="must pin its sha256"):
-        fetch(tmp_path, "s3://bkt/models/iris/model.onnx?versionId=v1")
+@pytest.mark.parametrize(
+    "pins",
+    [{}, {"manifest_version_id": "m1"}, {"manifest_sha256": SHA_OF_NOTHING_IN_PARTICULAR}],
+    ids=["none", "no-sha256", "no-version"],
+)
+def test_s3_source_without_manifest_pins_is_refused(tmp_path: Path, pins: dict[str, str]) -> None:
+    source = ModelSource(uri="s3://bkt/models/iris/model.onnx?versionId=v1", **pins)
+    with pytest.raises(ModelLoadError, match=r"must pin its manifest\.json by VersionId and sha256"):
+        ModelStore(make_settings(tmp_path, source)).fetch(source)
+
+
+def test_manifest_pin_that_disagrees_with_the_prefix_digest_is_refused_before_any_request(tmp_path: Path) -> None:
+    # publish's layout: <name>/<version>-<first 16 hex of the manifest's sha256>/. Nothing listens at the
+    # endpoint, so reaching S3 would fail with a connection error instead.
+    source = ModelSource(
+        uri="s3://bkt/models/iris/1-0123456789abcdef/model.onnx?versionId=v1",
+        manifest_version_id="m1",
+        manifest_sha256="fedcba9876543210" + "0" * 48,
+    )
+    with pytest.raises(ModelLoadError) as refused:
+        ModelStore(make_settings(tmp_path, source)).fetch(source)
+    assert "starts with 0123456789abcdef" in str(refused.value)
+    assert "come from different publishes" in str(refused.value)
+
+
+def test_file_source_whose_manifest_differs_from_its_pin_is_refused(
+    tmp_path: Path, model_path: Path, bundle: Bundle
+) -> None:
+    pinned = ModelSource(uri=model_path.as_uri(), manifest_sha256=bundle.manifest_sha256)
+    assert ModelStore(make_settings(tmp_path, pinned)).fetch(pinned).manifest == bundle.manifest
+    # A planted manifest that still lists the same model and tokenizer: only the pin can tell.
+    edited = bundle.manifest.model_copy(update={"description": "not the published one"})
+    (model_path.parent / MANIFEST_FILE).write_text(edited.model_dump_json())
+    with pytest.raises(ModelLoadError, match="does not match the pinned manifest sha256"):
+        ModelStore(make_settings(tmp_path, pinned)).fetch(pinned)
+
+
+def test_file_source_in_a_published_prefix_must_hold_that_manifest(tmp_path: Path, bundle: Bundle) -> None:
+    directory = tmp_path / "iris" / f"1-{'0' * 16}"
+    path = bundle.write(directory)
+    with pytest.raises(ModelLoadError, match="come from different publishes"):
+        fetch(tmp_path, path.as_uri())
+    renamed = directory.rename(tmp_path / "iris" / f"1-{bundle.manifest_sha256[:16]}")
+    assert (
+        ModelStore(make_settings(tmp_path, ModelSource(uri=(renamed / MODEL_FILE).as_uri())))
+        .fetch(ModelSource(uri=(renamed / MODEL_FILE).as_uri()))
+        .model
+        == bundle.model
+    )
 
 
 def test_malformed_s3_uri_is_a_model_load_error(tmp_path: Path, bundle: Bundle) -> None:

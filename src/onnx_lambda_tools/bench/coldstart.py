@@ -21,6 +21,7 @@ import numpy as np
 
 from onnx_lambda.manifest import read_manifest
 from onnx_lambda_tools.bench import workloads
+from onnx_lambda_tools.publish import models_variable
 
 if TYPE_CHECKING:
     from onnx_lambda_tools.serve import LocalDeployment
@@ -86,7 +87,7 @@ def measure(
             ours_environment = {
                 **base,
                 **deployment.aws_environment(),
-                "ONNX_LAMBDA_MODELS": json.dumps([{"uri": published.uri, "sha256": published.sha256}]),
+                "ONNX_LAMBDA_MODELS": models_variable([published.source()]),
                 "ONNX_LAMBDA_AUTH_MODE": "apigateway",
                 "ONNX_LAMBDA_CACHE_DIR": str(cache),
                 "POWERTOOLS_SERVICE_NAME": "onnx-lambda",

@@ -23,6 +23,7 @@ from onnx_lambda_tools.bench import workloads
 from onnx_lambda_tools.bench.report import comparison
 from onnx_lambda_tools.bench.stats import progress, summarize
 from onnx_lambda_tools.local.cloud import free_port
+from onnx_lambda_tools.publish import models_variable
 
 if TYPE_CHECKING:
     from onnx_lambda_tools.serve import LocalDeployment
@@ -125,7 +126,7 @@ def measure(
         **base,
         **deployment.aws_environment(),
         **deployment.jwt_environment(),
-        "ONNX_LAMBDA_MODELS": f'[{{"uri": "{published.uri}", "sha256": "{published.sha256}"}}]',
+        "ONNX_LAMBDA_MODELS": models_variable([published.source()]),
         "ONNX_LAMBDA_CACHE_DIR": str(scratch / "http-cache"),
         "ONNX_LAMBDA_INTRA_OP_THREADS": str(threads),
         "ONNX_LAMBDA_GRAPH_OPTIMIZATION": optimization,

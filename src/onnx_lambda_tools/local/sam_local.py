@@ -19,7 +19,6 @@ function as API Gateway does.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import subprocess
 import sys
@@ -44,7 +43,7 @@ from onnx_lambda_tools.local.containers import (
     json_env_file,
     sam_executable,
 )
-from onnx_lambda_tools.publish import PublishedModel, publish
+from onnx_lambda_tools.publish import PublishedModel, models_variable, publish
 
 FUNCTION: Final = "InferenceFunction"
 #: What ``make model`` builds; every committed event names one of these.
@@ -103,7 +102,7 @@ def function_variables(
 ) -> dict[str, str]:
     """The variables ``sam local`` overrides, each declared by the template."""
     variables = {
-        "ONNX_LAMBDA_MODELS": json.dumps([{"uri": model.uri, "sha256": model.sha256} for model in published]),
+        "ONNX_LAMBDA_MODELS": models_variable(model.source() for model in published),
         "ONNX_LAMBDA_S3_ENDPOINT_URL": endpoints.network_url,
     }
     if verify_tokens:

@@ -7,7 +7,6 @@ it. The front verifies tokens against the local Cognito, as the HTTP API's JWT a
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import sys
@@ -18,13 +17,14 @@ from onnx_lambda.config import Settings
 from onnx_lambda_tools.local import emulator
 from onnx_lambda_tools.local.emulator.front import build_gateway, serve_gateway
 from onnx_lambda_tools.local.lambda_runtime import rie_binary
+from onnx_lambda_tools.publish import models_variable
 
 
 def function_environment(settings: Settings) -> dict[str, str]:
     """The environment variables that stand in for the deployed stack's."""
     region = os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION") or "us-east-1"
     environment = {
-        "ONNX_LAMBDA_MODELS": json.dumps([source.model_dump(exclude_none=True) for source in settings.models]),
+        "ONNX_LAMBDA_MODELS": models_variable(settings.models),
         "ONNX_LAMBDA_AUTH_MODE": "apigateway",
         "AWS_REGION": region,
         "AWS_DEFAULT_REGION": region,
