@@ -24,6 +24,7 @@ import contextlib
 import ctypes
 import gc
 import threading
+import time
 import uuid
 import warnings
 from collections.abc import Callable, Mapping
@@ -45,6 +46,8 @@ class PrefetchingStore(ModelStore):
     def __init__(self, settings: Settings) -> None:
         super().__init__(settings)
         self._pending: dict[ModelSource, Future[ModelArtifacts]] = {}
+        #: When each prefetch ran (wall clock), for the first invocation's trace.
+        self._fetched: dict[ModelSource, tuple[float, float]] = {}
         for source in settings.models:
             future: Future[ModelArtifacts] = Future()
             self._pending[source] = future
@@ -52,14 +55,26 @@ class PrefetchingStore(ModelStore):
             thread.start()
 
     def _prefetch(self, source: ModelSource, future: Future[ModelArtifacts]) -> None:
+        started = time.time()
         try:
-            future.set_result(super().fetch(source))
+            artifacts = super().fetch(source)
         except BaseException as error:  # handed to the caller of fetch(), which raises it
             future.set_exception(error)
+        else:
+            self._fetched[source] = (started, time.time())
+            future.set_result(artifacts)
 
     def fetch(self, source: ModelSource) -> ModelArtifacts:
         pending = self._pending.pop(source, None)
-        return pending.result() if pending is not None else super().fetch(source)
+        if pending is None:
+            return super().fetch(source)
+        artifacts = pending.result()
+        # Imported here, not at the top: the download starts before Powertools (and X-Ray) are imported.
+        from onnx_lambda.observability import InitSpan, record_init_span
+
+        started, ended = self._fetched.pop(source)
+        record_init_span(InitSpan("## model fetch", started, ended, {"model": artifacts.manifest.name}))
+        return artifacts
 
 
 settings = get_settings()
@@ -69,7 +84,7 @@ store = PrefetchingStore(settings)
 from onnx_lambda.apigateway_event import request_id  # noqa: E402
 from onnx_lambda.errors import ServiceError  # noqa: E402
 from onnx_lambda.inference import InferenceRoutes, Reply, error_reply, internal_error_reply  # noqa: E402
-from onnx_lambda.observability import logger, metrics, tracer  # noqa: E402
+from onnx_lambda.observability import logger, metrics, trace_init_stages, tracer  # noqa: E402
 from onnx_lambda.registry import load_registry  # noqa: E402
 
 # An invocation that ends in a 4xx records no inference metrics; that's expected, not worth a warning.
@@ -199,6 +214,7 @@ def proxy_response(reply: Reply) -> dict[str, Any]:
 
 
 @logger.inject_lambda_context(clear_state=True)
+@trace_init_stages
 @tracer.capture_lambda_handler(capture_response=False)
 @metrics.log_metrics(capture_cold_start_metric=True)
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:

@@ -13,10 +13,13 @@ segments with random ids.
 
 from __future__ import annotations
 
+import functools
 import os
-from collections.abc import AsyncIterator, Iterator, Sequence
+import time
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from contextlib import asynccontextmanager, contextmanager
-from typing import Any
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
 
 from aws_lambda_powertools import Logger, Metrics, Tracer
 from aws_lambda_powertools.tracing.base import BaseProvider, BaseSegment
@@ -96,3 +99,71 @@ tracer = (
     else Tracer(service=SERVICE, disabled=True, auto_patch=False, provider=NoTracing())
 )
 metrics = Metrics(namespace=NAMESPACE, service=SERVICE)
+
+
+@dataclass(slots=True)
+class InitSpan:
+    """A stage of init (model fetch, session creation), timed for the first invocation's trace."""
+
+    name: str
+    start: float
+    end: float = 0.0
+    annotations: dict[str, str] = field(default_factory=dict)
+
+
+_init_spans: list[InitSpan] = []
+
+
+@contextmanager
+def init_span(name: str) -> Iterator[InitSpan]:
+    """Time an init stage, to be traced later: X-Ray discards any subsegment begun during init.
+
+    Lambda gives the runtime a trace header only with an invocation, so the X-Ray SDK drops what init
+    begins ("Lambda worker still initializing", aws/aws-xray-sdk-python#185). The stages are therefore
+    recorded here with their wall-clock times and sent, with those times, by :func:`trace_init_stages`.
+    """
+    span = InitSpan(name, start=time.time())
+    try:
+        yield span
+    finally:
+        span.end = time.time()
+        record_init_span(span)
+
+
+def record_init_span(span: InitSpan) -> None:
+    if tracing_enabled():
+        _init_spans.append(span)
+
+
+_Handler = TypeVar("_Handler", bound=Callable[..., Any])
+
+
+def trace_init_stages(handler: _Handler) -> _Handler:
+    """On the first traced invocation, send init's stages as subsegments of Lambda's segment.
+
+    Goes outside ``tracer.capture_lambda_handler``, so the stages hang from the invocation's segment
+    beside ``## lambda_handler``, not inside it (they happened before it).
+    """
+
+    @functools.wraps(handler)
+    def traced(*args: Any, **kwargs: Any) -> Any:
+        if _init_spans:
+            spans = list(_init_spans)
+            _init_spans.clear()
+            _send(spans)
+        return handler(*args, **kwargs)
+
+    return traced  # type: ignore[return-value]  # same signature
+
+
+def _send(spans: Sequence[InitSpan]) -> None:
+    from aws_xray_sdk.core import xray_recorder  # type: ignore[import-untyped]  # no stubs in the image's deps
+
+    for span in spans:
+        subsegment = xray_recorder.begin_subsegment(span.name)
+        if subsegment is None:  # not sampled
+            continue
+        subsegment.start_time = span.start
+        for key, value in span.annotations.items():
+            subsegment.put_annotation(key, value)
+        xray_recorder.end_subsegment(span.end)

@@ -27,8 +27,8 @@ from onnx_lambda.observability import (
     MODEL_LOAD_TIME,
     NAMESPACE,
     SERVICE,
+    init_span,
     logger,
-    tracer,
 )
 
 #: Why a deployment that names no model is not ready.
@@ -97,12 +97,11 @@ def load_registry(settings: Settings, store: ModelStore | None = None) -> ModelR
 
 def _load_one(settings: Settings, store: ModelStore, source: ModelSource) -> ServedModel:
     started = time.perf_counter()
-    with tracer.provider.in_subsegment("## model fetch") as subsegment:
-        artifacts = store.fetch(source)
-        subsegment.put_annotation("model", artifacts.manifest.name)
+    artifacts = store.fetch(source)
     manifest = artifacts.manifest
     try:
-        with tracer.provider.in_subsegment("## session create"):
+        with init_span("## session create") as session_span:
+            session_span.annotations["model"] = manifest.name
             model = OnnxModel.from_bytes(
                 manifest, artifacts.model, threads=settings.threads, optimization=settings.graph_optimization
             )

@@ -156,17 +156,17 @@ def test_a_request_without_inference_has_no_inference_subsegment(traces: dict[st
     assert [entity["name"] for entity in traces["health-ready"].entities] == ["## lambda_handler"]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="README promises subsegments for model fetch and session creation, but the models load at init, "
-    "before Lambda gives the runtime a trace header: the X-Ray SDK discards every subsegment begun then "
-    "('discarded due to Lambda worker still initializing', aws/aws-xray-sdk-python#185)",
-)
-def test_model_fetch_and_session_creation_reach_xray(traces: dict[str, Traced]) -> None:
-    entities = [entity for traced in traces.values() for entity in traced.entities]
-    fetches = [entity for entity in entities if entity["name"] == "## model fetch"]
-    assert {entity.get("annotations", {}).get("model") for entity in fetches} == {
-        "all-minilm-l6-v2",
-        "breast-cancer-classifier",
-    }
-    assert len([entity for entity in entities if entity["name"] == "## session create"]) == 2
+@pytest.mark.parametrize("stage", ["## model fetch", "## session create"])
+def test_init_stages_reach_xray_with_the_first_invocation(traces: dict[str, Traced], stage: str) -> None:
+    """Init runs before Lambda hands the runtime a trace header, so X-Ray would discard subsegments begun
+    then (aws/aws-xray-sdk-python#185): the stages are sent with the first invocation, at their own times,
+    from Lambda's segment beside the handler's subsegment."""
+    first = traces[INVOCATIONS[0]]
+    stages = first.named(stage)
+    assert {entity["annotations"]["model"] for entity in stages} == {"all-minilm-l6-v2", "breast-cancer-classifier"}
+    (handler,) = first.named("## lambda_handler")
+    for entity in stages:
+        assert entity["parent_id"] == first.header.parent
+        assert entity["start_time"] < entity["end_time"] <= handler["start_time"]
+    for later in INVOCATIONS[1:]:
+        assert not traces[later].named(stage), f"{later}: init's stages are sent once"
