@@ -193,5 +193,20 @@ FUZZ_EXAMPLES ?= 20000
 fuzz: $(BIN)/.installed $(MODELS)/.built  ## long run of the hostile-tensor fuzzer (FUZZ_EXAMPLES requests, default 20000)
 	FUZZ_EXAMPLES=$(FUZZ_EXAMPLES) $(BIN)/pytest -s --timeout=0 tests/fuzz/test_hostile_fuzz.py
 
-clean:  ## remove virtualenvs and built models
-	rm -rf $(VENV) $(SAM_VENV) $(CHECKOV_VENV) $(MODELS) build .aws-sam
+# Mutation testing (issue 11): mutmut over the request path's modules against the fast in-process tests,
+# about 15 minutes on 2 cores; not part of `make test`. `make mutation MUTATE=protocol` (or "auth handler")
+# mutates only those; `MUTATION_LABEL=after` names the record. See docs/testing.md.
+MUTATE ?= auth protocol inference handler
+MUTATION_LABEL ?=
+
+.PHONY: mutation
+
+$(VENV)/.mutation-installed: $(BIN)/.installed
+	$(BIN)/pip install -q -e '.[mutation]'
+	touch $@
+
+mutation: $(VENV)/.mutation-installed $(MODELS)/.built  ## mutmut over auth, protocol, inference, handler (MUTATE=protocol: one), mutation/results/<date>.json
+	$(BIN)/python -m onnx_lambda_tools.mutation $(MUTATE) $(if $(MUTATION_LABEL),--label $(MUTATION_LABEL))
+
+clean:  ## remove virtualenvs, built models and mutmut's work tree
+	rm -rf $(VENV) $(SAM_VENV) $(CHECKOV_VENV) $(MODELS) build .aws-sam mutants
