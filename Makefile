@@ -146,10 +146,13 @@ cost: $(BIN)/.installed  ## regenerate docs/cost.md and docs/cost.png from the p
 # `make bench BENCH_ARGS=--check` fails on a missed target; `BENCH_ARGS=--quick` is a one-minute smoke run.
 BENCH_ARGS ?=
 
-.PHONY: bench
+.PHONY: bench tune
 
 bench: $(BIN)/.installed $(SAM_VENV)/.installed $(MODELS)/.built  ## every path vs its raw reference: ratio table, bench/results/<date>.json, docs/performance.md
 	$(BIN)/onnx-lambda bench $(BENCH_ARGS)
+
+tune: $(BIN)/.installed $(SAM_VENV)/.installed $(MODELS)/.built  ## power tuning offline: each memory size in the function's container, bench/tune/<date>.json
+	$(BIN)/onnx-lambda tune
 
 # ---------------------------------------------------------------------------------------------------------
 # Reliability and security (issue 7). `check-security` belongs in `make test`; `soak` runs 10 minutes and

@@ -13,6 +13,7 @@ from onnx_lambda_tools.package import add_package_arguments, package_command
 from onnx_lambda_tools.publish import add_publish_arguments, publish_command
 from onnx_lambda_tools.serve import add_serve_arguments, serve_command
 from onnx_lambda_tools.tokens import add_token_arguments, token_command
+from onnx_lambda_tools.tune import add_tune_arguments, tune_command
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -31,6 +32,12 @@ def build_parser() -> argparse.ArgumentParser:
         ("invoke", "run the Lambda handler in-process on an event file", add_invoke_arguments, invoke_command),
         ("cost", "monthly cost, cost per million requests, SageMaker comparison", add_cost_arguments, cost_command),
         ("bench", "every path against its raw reference: ratios, JSON, docs", add_bench_arguments, bench_command),
+        (
+            "tune",
+            "power tuning offline: each memory size in the function's container",
+            add_tune_arguments,
+            tune_command,
+        ),
     ):
         subparser = commands.add_parser(name, help=help_text)
         add_arguments(subparser)

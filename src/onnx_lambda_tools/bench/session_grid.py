@@ -1,0 +1,141 @@
+"""onnxruntime at its best for a CPU budget: a grid of session options, measured interleaved in one process.
+
+The reference the bench's ratios are stated against must be the best onnxruntime can do here, never the
+service's own choice. This script tries, on the int8 embedder:
+
+1. every graph optimization level, at the visible core count with spinning on;
+2. then, at the fastest level, intra-op threads 1..visible cores, each with spinning on and off.
+
+Each phase's variants live in one process and are timed round-robin (so a noisy neighbour hits them all
+alike): a one-sentence ``session.run`` (p50, p99) and a batch of 32 (throughput). It imports only
+numpy, onnxruntime and tokenizers, because it also runs inside the function's image under Lambda's CPU
+quota (``python session_grid.py MODEL_DIR SECONDS``, by path), where the tools package isn't installed.
+It prints one JSON document.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import onnxruntime as ort
+from tokenizers import Tokenizer
+
+SENTENCE = "Serverless inference on AWS Lambda keeps the bill proportional to traffic."
+BATCH = [f"Sentence number {i} of a batch, about shipping, billing and single sign-on." for i in range(32)]
+LEVELS = {
+    "disable": ort.GraphOptimizationLevel.ORT_DISABLE_ALL,
+    "basic": ort.GraphOptimizationLevel.ORT_ENABLE_BASIC,
+    "extended": ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED,
+    "all": ort.GraphOptimizationLevel.ORT_ENABLE_ALL,
+}
+
+
+def visible_cores() -> int:
+    return len(os.sched_getaffinity(0))
+
+
+def cpu_quota() -> float | None:
+    """The cgroup's CPU quota in CPUs (v2 ``cpu.max`` or v1 ``cpu.cfs_quota_us``), None when unlimited."""
+    v2 = Path("/sys/fs/cgroup/cpu.max")
+    if v2.exists():
+        quota, period = v2.read_text().split()
+        return None if quota == "max" else int(quota) / int(period)
+    v1 = Path("/sys/fs/cgroup/cpu/cpu.cfs_quota_us")
+    if v1.exists():
+        quota_us = int(v1.read_text())
+        period_us = int(Path("/sys/fs/cgroup/cpu/cpu.cfs_period_us").read_text())
+        return None if quota_us < 0 else quota_us / period_us
+    return None
+
+
+def options(threads: int, spinning: bool, level: str) -> ort.SessionOptions:
+    chosen = ort.SessionOptions()
+    chosen.intra_op_num_threads = threads
+    chosen.inter_op_num_threads = 1
+    chosen.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    chosen.graph_optimization_level = LEVELS[level]
+    chosen.add_session_config_entry("session.intra_op.allow_spinning", "1" if spinning else "0")
+    chosen.log_severity_level = 3
+    return chosen
+
+
+def feeds(tokenizer: Tokenizer, texts: list[str], type_ids: bool) -> dict[str, np.ndarray]:
+    encodings = tokenizer.encode_batch(texts)
+    fed = {
+        "input_ids": np.array([e.ids for e in encodings], dtype=np.int64),
+        "attention_mask": np.array([e.attention_mask for e in encodings], dtype=np.int64),
+    }
+    if type_ids:
+        fed["token_type_ids"] = np.array([e.type_ids for e in encodings], dtype=np.int64)
+    return fed
+
+
+def measure(model_dir: Path, variants: dict[str, ort.SessionOptions], seconds: float) -> dict[str, Any]:
+    """Round-robin timing of every variant; ``seconds`` per variant and case, spread over the rounds."""
+    tokenizer = Tokenizer.from_file(str(model_dir / "tokenizer.json"))
+    tokenizer.enable_truncation(max_length=256)
+    tokenizer.enable_padding()
+    model = (model_dir / "model.onnx").read_bytes()
+    sessions = {
+        name: ort.InferenceSession(model, chosen, providers=["CPUExecutionProvider"])
+        for name, chosen in variants.items()
+    }
+    type_ids = any(i.name == "token_type_ids" for i in next(iter(sessions.values())).get_inputs())
+    cases = {"one": feeds(tokenizer, [SENTENCE], type_ids), "batch32": feeds(tokenizer, BATCH, type_ids)}
+    samples: dict[str, dict[str, list[float]]] = {case: {name: [] for name in sessions} for case in cases}
+    for case, fed in cases.items():
+        for session in sessions.values():  # warm-up: allocate the arena, spin the pool up
+            for _ in range(3):
+                session.run(None, fed)
+        deadline = time.perf_counter() + seconds * len(sessions)
+        while time.perf_counter() < deadline:
+            for name, session in sessions.items():
+                for _ in range(5 if case == "one" else 1):
+                    started = time.perf_counter()
+                    session.run(None, fed)
+                    samples[case][name].append(time.perf_counter() - started)
+    result: dict[str, Any] = {}
+    for name in sessions:
+        one = np.asarray(samples["one"][name]) * 1000
+        batch = np.asarray(samples["batch32"][name])
+        result[name] = {
+            "one_p50_ms": round(float(np.percentile(one, 50)), 3),
+            "one_p99_ms": round(float(np.percentile(one, 99)), 3),
+            "batch32_per_second": round(float(len(BATCH) / np.median(batch)), 1),
+            "samples": [len(one), len(batch)],
+        }
+    return result
+
+
+def grid(model_dir: Path, seconds: float) -> dict[str, Any]:
+    cores = visible_cores()
+    levels = measure(model_dir, {level: options(cores, True, level) for level in LEVELS}, seconds)
+    level = min(levels, key=lambda name: levels[name]["one_p50_ms"])
+    variants = {
+        f"{threads} thread{'s' if threads > 1 else ''}, spinning {'on' if spinning else 'off'}": options(
+            threads, spinning, level
+        )
+        for threads in range(1, cores + 1)
+        for spinning in (True, False)
+    }
+    threads = measure(model_dir, variants, seconds)
+    return {
+        "visible_cores": cores,
+        "cpu_quota": cpu_quota(),
+        "onnxruntime": ort.__version__,
+        "levels": levels,
+        "best_level": level,
+        "threads": threads,
+        "best_one": min(threads, key=lambda name: threads[name]["one_p50_ms"]),
+        "best_batch32": max(threads, key=lambda name: threads[name]["batch32_per_second"]),
+    }
+
+
+if __name__ == "__main__":
+    print(json.dumps(grid(Path(sys.argv[1]), float(sys.argv[2]))))
