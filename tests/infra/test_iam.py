@@ -4,7 +4,8 @@
   ``ModelPublisherRole`` the stack creates when that is empty. The bucket's protections (its policy,
   lifecycle, versioning, Object Lock) change only through CloudFormation.
 - S3 Object Lock in governance mode exactly when ``ModelObjectLockDays`` > 0, without replacing the bucket.
-- The function writes only to its own log group: no ``AWSLambdaBasicExecutionRole``, no ``logs:*`` on ``*``.
+- Every function (inference, pre-traffic hook, canary) writes only to its own log group: no
+  ``AWSLambdaBasicExecutionRole``, no managed policy at all, no log permission on ``*``.
 - Only API Gateway, through the routes, and the pre-traffic hook may invoke the function: whoever may invoke
   it directly can skip the authorizer (the function trusts the claims in the event).
 
@@ -363,6 +364,71 @@ def test_the_function_writes_only_to_its_own_log_group(sam_transform: Transform,
     assert trust["Action"] == "sts:AssumeRole"
 
 
+#: Each Lambda function of the stack and the log group its LoggingConfig names.
+FUNCTION_LOG_GROUPS = {
+    "InferenceFunction": "InferenceLogGroup",
+    "PreTrafficHookFunction": "PreTrafficHookLogGroup",
+    "SyntheticCanaryFunction": "SyntheticCanaryLogGroup",
+}
+XRAY_WRITES = ["xray:PutTelemetryRecords", "xray:PutTraceSegments"]
+
+
+@pytest.mark.parametrize("parameters", [{}, BASE, {**BASE, **CHANGED}], ids=["no-model", "model", "all-changed"])
+def test_every_function_role_writes_only_its_own_log_group(
+    sam_transform: Transform, parameters: dict[str, Any]
+) -> None:
+    """SAM gives a role it generates AWSLambdaBasicExecutionRole whatever ``Policies`` says (samtranslator's
+    ``_construct_role``), which allows logs:CreateLogGroup, CreateLogStream and PutLogEvents on every log group
+    of the account. So each function names a role of its own, written out with no managed policy."""
+    transformed = sam_transform(parameters)
+    functions = resources_of(transformed, "AWS::Lambda::Function")
+    assert set(functions) == set(FUNCTION_LOG_GROUPS), "a new function: give it its own role and log group here"
+    roles = {}
+    for name, function in functions.items():
+        properties = function["Properties"]
+        group = FUNCTION_LOG_GROUPS[name]
+        assert properties["LoggingConfig"]["LogGroup"] == {"Ref": group}, name
+        assert transformed["Resources"][group]["Type"] == "AWS::Logs::LogGroup", name
+        # A role of the stack's, not one SAM generates (SAM would reference <function>Role the same way, so
+        # the role itself must show it: no managed policy).
+        roles[name] = properties["Role"]["Fn::GetAtt"][0]
+        role = transformed["Resources"][roles[name]]
+        assert role["Type"] == "AWS::IAM::Role", name
+        assert "ManagedPolicyArns" not in role["Properties"], f"{name}: {role['Properties'].get('ManagedPolicyArns')}"
+        (trust,) = role["Properties"]["AssumeRolePolicyDocument"]["Statement"]
+        assert trust["Principal"] == {"Service": "lambda.amazonaws.com"}, name
+        statements = role_statements(transformed, roles[name])
+        logs = [s for s in statements if any(str(a).lower().startswith("logs:") for a in as_list(s["Action"]))]
+        assert logs == [
+            {
+                "Sid": "WriteOwnLogs",
+                "Effect": "Allow",
+                "Action": ["logs:CreateLogStream", "logs:PutLogEvents"],
+                "Resource": {"Fn::GetAtt": [group, "Arn"]},
+            }
+        ], name
+        # Tracing: Active needs X-Ray's two writes, which have no resource-level permissions; nothing else on *.
+        assert properties["TracingConfig"] == {"Mode": "Active"}, name
+        on_anything = [s for s in statements if "*" in as_list(s["Resource"])]
+        assert [sorted(as_list(s["Action"])) for s in on_anything] == [XRAY_WRITES], name
+    # One role per function: the hook's invoke and the canary's secret stay with each.
+    assert len(set(roles.values())) == len(roles), roles
+    # No other policy in the stack grants a log permission at all.
+    for owner, statement in allow_statements(transformed):
+        if any(str(a).lower().startswith("logs:") for a in as_list(statement.get("Action", []))):
+            assert owner in roles.values(), owner
+            assert statement["Resource"] in [{"Fn::GetAtt": [g, "Arn"]} for g in FUNCTION_LOG_GROUPS.values()], owner
+
+
+@pytest.mark.parametrize("group", sorted(FUNCTION_LOG_GROUPS.values()))
+def test_each_functions_log_group_is_the_stacks_own(transformed: dict[str, Any], group: str) -> None:
+    """The log group exists before its function writes (so no logs:CreateLogGroup), with retention."""
+    properties = transformed["Resources"][group]["Properties"]
+    name = Evaluator(transformed).evaluate(properties["LogGroupName"])
+    assert name.startswith("/aws/lambda/onnx-lambda-local/")
+    assert properties["RetentionInDays"] == {"Ref": "LogRetentionDays"}
+
+
 def test_the_log_group_is_the_stacks_own(transformed: dict[str, Any]) -> None:
     """The log group exists before the function writes (no logs:CreateLogGroup needed), with retention."""
     group = transformed["Resources"]["InferenceLogGroup"]
@@ -447,11 +513,7 @@ def test_only_api_gateway_routes_and_the_hook_may_invoke_the_function(
         for role in resources_of(transformed, "AWS::IAM::Role").values()
         for arn in role["Properties"].get("ManagedPolicyArns", [])
     }
-    assert managed <= {
-        "arn:aws:iam::aws:policy/service-role/AWSLambdaBasicExecutionRole",
-        "arn:aws:iam::aws:policy/AWSXrayWriteOnlyAccess",
-        "arn:aws:iam::aws:policy/service-role/AWSCodeDeployRoleForLambda",
-    }, managed
+    assert managed <= {"arn:aws:iam::aws:policy/service-role/AWSCodeDeployRoleForLambda"}, managed
     assert not resources_of(transformed, "AWS::IAM::ManagedPolicy")
     assert "FunctionName" not in transformed["Resources"]["InferenceFunction"]["Properties"]
     hook_name = Evaluator(transformed, parameters).evaluate(

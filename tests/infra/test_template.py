@@ -171,7 +171,14 @@ def test_the_inference_function_reads_only_the_model_objects(transformed: dict[s
 def test_the_hook_may_invoke_only_the_function_versions_read_models_and_report(transformed: dict[str, Any]) -> None:
     role = transformed["Resources"]["PreTrafficHookFunctionRole"]["Properties"]
     statements = {s["Sid"]: s for policy in role["Policies"] for s in as_list(policy["PolicyDocument"]["Statement"])}
-    assert set(statements) == {"InvokeInferenceVersions", "ReadModelManifests", "ReportToCodeDeploy"}
+    # Its logs and traces (WriteOwnLogs, WriteTraces): tests/infra/test_iam.py.
+    assert set(statements) == {
+        "InvokeInferenceVersions",
+        "ReadModelManifests",
+        "ReportToCodeDeploy",
+        "WriteOwnLogs",
+        "WriteTraces",
+    }
     assert statements["InvokeInferenceVersions"]["Action"] == "lambda:InvokeFunction"
     assert statements["InvokeInferenceVersions"]["Resource"] == {"Fn::Sub": "${InferenceFunction.Arn}:*"}
     assert statements["ReadModelManifests"]["Action"] == "s3:GetObjectVersion"
@@ -185,7 +192,8 @@ def test_the_hook_may_invoke_only_the_function_versions_read_models_and_report(t
 def test_the_canary_reads_the_client_secret_from_its_pool_only(transformed: dict[str, Any]) -> None:
     role = transformed["Resources"]["SyntheticCanaryFunctionRole"]["Properties"]
     statements = {s["Sid"]: s for policy in role["Policies"] for s in as_list(policy["PolicyDocument"]["Statement"])}
-    assert set(statements) == {"ReadModelManifests", "ReadMachineClientSecret"}
+    # Its logs and traces (WriteOwnLogs, WriteTraces): tests/infra/test_iam.py.
+    assert set(statements) == {"ReadModelManifests", "ReadMachineClientSecret", "WriteOwnLogs", "WriteTraces"}
     secret = statements["ReadMachineClientSecret"]
     assert secret["Action"] == "cognito-idp:DescribeUserPoolClient"
     own = Evaluator(transformed, resources={"UserPool.Arn": "arn:aws:cognito-idp:us-east-1:123456789012:userpool/p"})
