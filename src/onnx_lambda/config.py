@@ -2,17 +2,22 @@
 
 Every knob of the service is here, so that a misconfigured deployment fails at init with a
 message that names the variable, never on the first request.
+
+The variables are read by :func:`environment_values`, a few lines over ``os.environ``, rather than by
+pydantic-settings: its import cost 0.1 s of every cold start (asyncio and its sources' machinery).
 """
 
 from __future__ import annotations
 
+import json
 import os
+from collections.abc import Mapping
+from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
-from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 #: Lambda's synchronous invocation payload limit; API Gateway sends nothing larger.
 LAMBDA_PAYLOAD_LIMIT = 6 * 1024 * 1024
@@ -54,10 +59,39 @@ class ModelSource(BaseModel):
 AuthMode = Literal["apigateway", "jwt"]
 
 
-class Settings(BaseSettings):
-    """Service configuration. Variables carry the ``ONNX_LAMBDA_`` prefix."""
+#: Each setting is the variable ``ONNX_LAMBDA_<FIELD NAME>`` (matched in any case).
+ENV_PREFIX = "ONNX_LAMBDA_"
+#: Settings whose variable holds JSON. The lists of names also take ``a,b`` (CloudFormation's
+#: CommaDelimitedList); every other variable is text that pydantic converts (numbers, paths, literals).
+JSON_FIELDS = frozenset({"models"})
+COMMA_LIST_FIELDS = frozenset({"jwt_audience", "jwt_scopes"})
 
-    model_config = SettingsConfigDict(env_prefix="ONNX_LAMBDA_", extra="ignore", frozen=True)
+
+def environment_values(environ: Mapping[str, str] | None = None) -> dict[str, object]:
+    """The settings that ``ONNX_LAMBDA_*`` variables give, JSON decoded where the setting holds JSON.
+
+    Variables that name no setting are ignored (the developer tools read a few of their own).
+    """
+    prefix = ENV_PREFIX.lower()
+    values: dict[str, object] = {}
+    for name, text in (os.environ if environ is None else environ).items():
+        field = name.lower()
+        if not field.startswith(prefix) or (field := field[len(prefix) :]) not in Settings.model_fields:
+            continue
+        if field in JSON_FIELDS:
+            try:
+                values[field] = json.loads(text)
+            except ValueError as error:
+                raise ValueError(f"{name} is not valid JSON: {error}") from None
+        else:
+            values[field] = text
+    return values
+
+
+class Settings(BaseModel):
+    """Service configuration: ``ONNX_LAMBDA_*`` variables, under any values passed explicitly."""
+
+    model_config = ConfigDict(extra="ignore", frozen=True)
 
     #: JSON list of model sources, e.g. ``[{"uri": "s3://b/k?versionId=v", "sha256": "..."}]``. ``[]`` (the
     #: first deploy, before any model is published) starts a server that serves no model: live, not ready.
@@ -80,8 +114,10 @@ class Settings(BaseSettings):
     s3_deadline_seconds: float = Field(default=7.0, gt=0)
 
     # --- onnxruntime ----------------------------------------------------------------------
-    #: 0 = the CPUs this process may use.
+    #: 0 = chosen from the CPU this function may use (:func:`plan_threads`).
     intra_op_threads: int = Field(default=0, ge=0)
+    #: Unset = chosen with the threads (:func:`plan_threads`).
+    intra_op_spinning: bool | None = None
     graph_optimization: Literal["disable", "basic", "extended", "all"] = "all"
 
     # --- auth -----------------------------------------------------------------------------
@@ -92,12 +128,16 @@ class Settings(BaseSettings):
     #: Defaults to ``{issuer}/.well-known/jwks.json``; separate because moto serves keys elsewhere.
     jwt_jwks_url: str | None = None
     #: App client ids accepted as ``aud`` (ID tokens) or ``client_id`` (access tokens).
-    jwt_audience: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    jwt_audience: list[str] = Field(default_factory=list)
     #: A token needs at least one of these to call a protected route.
-    jwt_scopes: Annotated[list[str], NoDecode] = Field(
-        default_factory=lambda: ["inference/invoke", "aws.cognito.signin.user.admin"]
-    )
+    jwt_scopes: list[str] = Field(default_factory=lambda: ["inference/invoke", "aws.cognito.signin.user.admin"])
     jwt_leeway_seconds: int = Field(default=30, ge=0, le=300)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _environment_under_given_values(cls, values: object) -> object:
+        # As pydantic-settings did: a value passed explicitly wins over its variable.
+        return {**environment_values(), **values} if isinstance(values, dict) else values
 
     @field_validator("s3_endpoint_url", "jwt_issuer", "jwt_jwks_url", mode="before")
     @classmethod
@@ -106,11 +146,13 @@ class Settings(BaseSettings):
         # variable only when the template declares it), so empty means "not set".
         return None if value == "" else value
 
-    @field_validator("jwt_audience", "jwt_scopes", mode="before")
+    @field_validator(*COMMA_LIST_FIELDS, mode="before")
     @classmethod
     def _comma_separated(cls, value: object) -> object:
         # CloudFormation passes CommaDelimitedList parameters as "a,b"; accept that as well as JSON.
-        if isinstance(value, str) and not value.lstrip().startswith("["):
+        if isinstance(value, str):
+            if value.lstrip().startswith("["):
+                return json.loads(value)  # a JSONDecodeError is a ValueError: pydantic reports it
             return [item.strip() for item in value.split(",") if item.strip()]
         return value
 
@@ -121,8 +163,66 @@ class Settings(BaseSettings):
         return f"{self.jwt_issuer.rstrip('/')}/.well-known/jwks.json" if self.jwt_issuer else None
 
     @property
-    def threads(self) -> int:
-        return self.intra_op_threads or available_cpus()
+    def threads(self) -> ThreadPlan:
+        """onnxruntime's intra-op threads and spinning: the measured rule, unless set explicitly."""
+        plan = plan_threads(cpu_budget(), available_cpus(), threads=self.intra_op_threads or None)
+        if self.intra_op_spinning is not None:
+            plan = ThreadPlan(plan.threads, self.intra_op_spinning)
+        return plan
+
+
+@dataclass(frozen=True, slots=True)
+class ThreadPlan:
+    threads: int
+    #: Whether idle pool threads spin instead of sleeping: faster when each has a CPU to itself, a waste of
+    #: the CPU quota when not.
+    spinning: bool
+
+
+def plan_threads(budget: float, cores: int, threads: int | None = None) -> ThreadPlan:
+    """The session options that measured fastest for a CPU budget (docs/performance.md, "Session options").
+
+    ``budget`` is the CPU time this process may use per second of wall clock (Lambda: MemorySize/1769);
+    ``cores`` is how many CPUs it may run on (Lambda shows two up to about 3 GB). ``threads`` fixes the
+    thread count, leaving the rule only spinning to decide.
+    """
+    if threads is None:
+        threads = max(1, min(cores, round(budget)))
+    return ThreadPlan(threads, spinning=budget >= threads)
+
+
+def cpu_budget(cgroup_root: Path = Path("/sys/fs/cgroup")) -> float:
+    """CPUs' worth of time this process may use: the cgroup's CPU quota, else Lambda's share, else its CPUs.
+
+    Lambda gives a function MemorySize/1769 vCPU; inside its microVM that share may not show as a cgroup
+    quota, so the memory size stands in for it. A container under ``docker run --cpus`` (or any CFS quota)
+    shows its quota in ``cpu.max`` (cgroup v2) or ``cpu.cfs_quota_us`` (v1).
+    """
+    quota = _cgroup_cpu_quota(cgroup_root)
+    if quota is None:
+        memory_mb = os.environ.get("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "")
+        if memory_mb.isascii() and memory_mb.isdigit() and 0 < len(memory_mb) < 7:
+            quota = int(memory_mb) / LAMBDA_MB_PER_VCPU
+    cpus = float(available_cpus())
+    return cpus if quota is None else min(quota, cpus)
+
+
+#: Lambda's CPU share: one vCPU at 1,769 MB of memory.
+LAMBDA_MB_PER_VCPU = 1769
+
+
+def _cgroup_cpu_quota(root: Path) -> float | None:
+    try:
+        if (root / "cpu.max").exists():
+            quota, period = (root / "cpu.max").read_text().split()
+            return None if quota == "max" else int(quota) / int(period)
+        if (root / "cpu" / "cpu.cfs_quota_us").exists():
+            quota_us = int((root / "cpu" / "cpu.cfs_quota_us").read_text())
+            period_us = int((root / "cpu" / "cpu.cfs_period_us").read_text())
+            return None if quota_us <= 0 else quota_us / period_us
+    except (OSError, ValueError):
+        return None
+    return None
 
 
 def available_cpus() -> int:

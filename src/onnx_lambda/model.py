@@ -45,16 +45,20 @@ _ORT_DATATYPES: dict[str, Datatype] = {
 }
 
 
-def session_options(threads: int, optimization: GraphOptimization) -> ort.SessionOptions:
+def session_options(threads: int, optimization: GraphOptimization, *, spinning: bool = False) -> ort.SessionOptions:
+    """Explicit options: onnxruntime would size its pool from the host's cores, not the function's CPU share.
+
+    ``threads`` and ``spinning`` come from :meth:`Settings.threads <onnx_lambda.config.Settings.threads>`,
+    the rule measured under Lambda's CPU quota: a spinning pool answers sooner when each of its threads has
+    a CPU to itself, and burns the quota (so it gets throttled) when not.
+    """
     options = ort.SessionOptions()
     options.intra_op_num_threads = threads
     # One request at a time per execution environment: there's no parallel branch worth a second pool.
     options.inter_op_num_threads = 1
     options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
     options.graph_optimization_level = _OPTIMIZATION_LEVELS[optimization]
-    # Spinning threads burn billed CPU between requests; Lambda bills wall-clock, not CPU, but a spinning
-    # pool also steals the core from the event loop that serialises the response.
-    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    options.add_session_config_entry("session.intra_op.allow_spinning", "1" if spinning else "0")
     options.log_severity_level = 3
     return options
 
@@ -109,12 +113,17 @@ class OnnxModel:
 
     @classmethod
     def from_bytes(
-        cls, manifest: Manifest, data: bytes, *, threads: int, optimization: GraphOptimization = "all"
+        cls,
+        manifest: Manifest,
+        data: bytes,
+        *,
+        threads: int,
+        optimization: GraphOptimization = "all",
+        spinning: bool = False,
     ) -> OnnxModel:
+        options = session_options(threads, optimization, spinning=spinning)
         try:
-            session = ort.InferenceSession(
-                data, sess_options=session_options(threads, optimization), providers=["CPUExecutionProvider"]
-            )
+            session = ort.InferenceSession(data, sess_options=options, providers=["CPUExecutionProvider"])
         except Exception as exc:  # onnxruntime raises its own, unexported exception types
             raise ModelLoadError(f"model {manifest.name!r} is not a loadable ONNX model: {exc}") from exc
         # onnxruntime keeps the bytes a session was built from, only to rebuild it for other execution

@@ -102,8 +102,13 @@ def _load_one(settings: Settings, store: ModelStore, source: ModelSource) -> Ser
     try:
         with init_span("## session create") as session_span:
             session_span.annotations["model"] = manifest.name
+            plan = settings.threads
             model = OnnxModel.from_bytes(
-                manifest, artifacts.model, threads=settings.threads, optimization=settings.graph_optimization
+                manifest,
+                artifacts.model,
+                threads=plan.threads,
+                spinning=plan.spinning,
+                optimization=settings.graph_optimization,
             )
         embedder = None
         if manifest.tokenizer is not None:
@@ -124,6 +129,8 @@ def _load_one(settings: Settings, store: ModelStore, source: ModelSource) -> Ser
             "load_ms": round(elapsed_ms, 1),
             "from_cache": artifacts.from_cache,
             "timings": artifacts.timings,
+            "intra_op_threads": plan.threads,
+            "intra_op_spinning": plan.spinning,
         },
     )
     for name, value, unit in (

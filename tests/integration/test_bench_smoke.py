@@ -121,8 +121,21 @@ def test_cold_start_memory_and_image(bench_run: tuple[dict[str, Any], str, str])
     assert box["peak_mib"] >= box["rss_mib"] > 0
     assert "The image under Lambda's limits" in bench_run[2]
     options = document["session_options"]
-    assert {"service", "onnxruntime defaults"} <= set(options["run"]["short sentence"])
     assert set(options["create_seconds"]) >= {"disable", "basic", "extended", "all"}
+    # The raw reference is the grid's fastest entry, never the service's own options.
+    grid = document["reference"]
+    assert options["grid"] == grid
+    assert set(grid["levels"]) == {"disable", "basic", "extended", "all"}
+    cores = grid["visible_cores"]
+    assert {(entry["threads"], entry["spinning"]) for entry in grid["threads"].values()} == {
+        (threads, spinning) for threads in range(1, cores + 1) for spinning in (True, False)
+    }
+    fastest = min(grid["threads"].values(), key=lambda entry: entry["one_p50_ms"])
+    assert {key: grid["best_one"][key] for key in ("threads", "spinning", "level")} == {
+        "threads": fastest["threads"],
+        "spinning": fastest["spinning"],
+        "level": grid["best_level"],
+    }
 
 
 def test_targets_table_and_docs(bench_run: tuple[dict[str, Any], str, str]) -> None:

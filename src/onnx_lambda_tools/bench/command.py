@@ -65,7 +65,7 @@ def add_bench_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def bench_command(args: argparse.Namespace) -> int:
-    from onnx_lambda.config import available_cpus
+    from onnx_lambda.config import available_cpus, cpu_budget, plan_threads
     from onnx_lambda_tools.bench import report
 
     sections = tuple(s.strip() for s in args.sections.split(",") if s.strip())
@@ -79,8 +79,10 @@ def bench_command(args: argparse.Namespace) -> int:
             return 2
     seconds = args.seconds if args.seconds is not None else (0.5 if args.quick else 6.0)
     cold_starts = args.cold_starts if args.cold_starts is not None else (1 if args.quick else 7)
-    threads = int(os.environ.get("ONNX_LAMBDA_INTRA_OP_THREADS") or 0) or available_cpus()
-    optimization = os.environ.get("ONNX_LAMBDA_GRAPH_OPTIMIZATION", "all")
+    # The service's own session options, unless this shell overrides them as a deployment could.
+    threads = int(os.environ.get("ONNX_LAMBDA_INTRA_OP_THREADS") or 0)
+    optimization = os.environ.get("ONNX_LAMBDA_GRAPH_OPTIMIZATION", "")
+    plan = plan_threads(cpu_budget(), available_cpus(), threads=threads or None)
     started = time.monotonic()
     now = datetime.now(UTC)
     document: dict[str, Any] = {
@@ -90,8 +92,9 @@ def bench_command(args: argparse.Namespace) -> int:
         "quick": args.quick,
         "machine": report.machine(),
         "settings": {
-            "threads": threads,
-            "graph_optimization": optimization,
+            "threads": plan.threads,
+            "spinning": plan.spinning,
+            "graph_optimization": optimization or "all",
             "seconds_per_comparison": seconds,
             "cold_start_repetitions": cold_starts,
             "sections": list(sections),
@@ -206,6 +209,7 @@ def _inprocess(
     )
     result = json.loads(out.read_text())
     document["comparisons"] += result["comparisons"]
+    document["reference"] = result["reference"]
     if "session_options" in result:
         document["session_options"] = result["session_options"]
 
@@ -240,6 +244,7 @@ def _with_stack(
                     seconds=seconds,
                     threads=threads,
                     optimization=optimization,
+                    reference=document.get("reference", {}).get("best_one"),
                 )
             except Exception as error:
                 document["errors"]["http"] = f"{type(error).__name__}: {error}"

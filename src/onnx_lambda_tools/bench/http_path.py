@@ -12,14 +12,14 @@ import os
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import httpx
 
-from onnx_lambda_tools.bench import workloads
+from onnx_lambda_tools.bench import session_grid, workloads
 from onnx_lambda_tools.bench.report import comparison
 from onnx_lambda_tools.bench.stats import progress, summarize
 from onnx_lambda_tools.local.cloud import free_port
@@ -118,8 +118,15 @@ def measure(
     seconds: float,
     threads: int,
     optimization: str,
+    reference: Mapping[str, Any] | None,
 ) -> list[dict[str, Any]]:
-    """Our server (auth on, ``token`` from the local pool) against the raw one, at each concurrency."""
+    """Our server (auth on, ``token`` from the local pool) against the raw one, at each concurrency.
+
+    The raw server runs with onnxruntime's best session options for one sentence (``reference``, from
+    the in-process grid; when that section didn't run, the grid runs here first); ours with its own.
+    """
+    if reference is None:
+        reference = session_grid.grid(models_dir / model, max(0.3, seconds / 6))["best_one"]
     published = deployment.models[model]
     base = {k: v for k, v in os.environ.items() if not k.startswith(("ONNX_LAMBDA_", "POWERTOOLS_"))}
     ours_environment = {
@@ -128,11 +135,11 @@ def measure(
         **deployment.jwt_environment(),
         "ONNX_LAMBDA_MODELS": models_variable([published.source()]),
         "ONNX_LAMBDA_CACHE_DIR": str(scratch / "http-cache"),
-        "ONNX_LAMBDA_INTRA_OP_THREADS": str(threads),
-        "ONNX_LAMBDA_GRAPH_OPTIMIZATION": optimization,
+        **({"ONNX_LAMBDA_INTRA_OP_THREADS": str(threads)} if threads else {}),
+        **({"ONNX_LAMBDA_GRAPH_OPTIMIZATION": optimization} if optimization else {}),
     }
-    raw_arguments = ["raw", "--model-dir", str(models_dir / model), "--threads", str(threads)]
-    raw_arguments += ["--optimization", optimization]
+    raw_arguments = ["raw", "--model-dir", str(models_dir / model), "--threads", str(reference["threads"])]
+    raw_arguments += ["--optimization", str(reference["level"]), "--spinning", "on" if reference["spinning"] else "off"]
     body = workloads.embeddings_body(model, workloads.SHORT_SENTENCE)
     raw_port, our_port = free_port(), free_port()
     log = scratch / "http-servers.log"

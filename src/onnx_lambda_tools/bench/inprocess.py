@@ -2,9 +2,11 @@
 
 Runs as its own process (``python -m onnx_lambda_tools.bench.inprocess CONFIG OUT``) so that the handler's
 environment, its ``max_batch_size`` and its memory are the bench's alone. The raw reference and the
-Lambda handler live in this one process, load the same model files with the same session options, and
-are measured interleaved (see :mod:`onnx_lambda_tools.bench.stats`). Before timing, each comparison checks
-that both sides computed the same answer, so the ratio compares equal work.
+Lambda handler live in this one process, load the same model files and are measured interleaved (see
+:mod:`onnx_lambda_tools.bench.stats`). The raw reference is onnxruntime at its best here: the session
+options that won :mod:`.session_grid` in this run (for one sentence, and for a batch), never the
+service's own choice; the handler runs with the options its own rule picks. Before timing, each
+comparison checks that both sides computed the same answer, so the ratio compares equal work.
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ import onnxruntime as ort
 from tokenizers import Tokenizer
 
 from onnx_lambda.manifest import MODEL_FILE, TOKENIZER_FILE, read_manifest
-from onnx_lambda_tools.bench import workloads
+from onnx_lambda_tools.bench import session_grid, workloads
 from onnx_lambda_tools.bench.report import comparison
 from onnx_lambda_tools.bench.stats import Call, interleave, progress, summarize
 
@@ -58,14 +60,19 @@ class WorkerConfig:
 def handler_environment(
     models_dir: Path, names: tuple[str, ...], max_batch_size: int, threads: int, optimization: str
 ) -> dict[str, str]:
-    """The deployed function's environment, with the models read from disk and the bench's batch limit."""
+    """The deployed function's environment, with the models read from disk and the bench's batch limit.
+
+    ``threads`` 0 and ``optimization`` "" leave the session options to the service, as deployed.
+    """
     from onnx_lambda_tools.invoke import function_environment, local_model_sources
 
     environment = function_environment(models_dir)
     environment["ONNX_LAMBDA_MODELS"] = local_model_sources(models_dir, names)
     environment["ONNX_LAMBDA_MAX_BATCH_SIZE"] = str(max_batch_size)
-    environment["ONNX_LAMBDA_INTRA_OP_THREADS"] = str(threads)
-    environment["ONNX_LAMBDA_GRAPH_OPTIMIZATION"] = optimization
+    if threads:
+        environment["ONNX_LAMBDA_INTRA_OP_THREADS"] = str(threads)
+    if optimization:
+        environment["ONNX_LAMBDA_GRAPH_OPTIMIZATION"] = optimization
     return environment
 
 
@@ -91,12 +98,13 @@ class RawEmbedder:
 
 class InProcessBench:
     def __init__(self, config: WorkerConfig, handler: Handler, context: Any) -> None:
-        from onnx_lambda.model import session_options
-
         self.config = config
         self.handler = handler
         self.context = context
-        self.options = session_options(config.threads, config.optimization)  # type: ignore[arg-type]
+        #: onnxruntime's best session options here, measured first: the raw reference of every comparison.
+        self.grid = session_grid.grid(config.models_dir / EMBEDDING_MODELS["int8"], max(0.3, config.seconds / 6))
+        self.options = session_grid.options_of(self.grid["best_one"])
+        self.batch_options = session_grid.options_of(self.grid["best_batch32"])
         self.results: list[dict[str, Any]] = []
 
     # --- helpers ----------------------------------------------------------------------------------
@@ -122,13 +130,15 @@ class InProcessBench:
             model_dir = self.config.models_dir / name
             manifest = read_manifest(model_dir)
             max_length = manifest.tokenizer.max_length if manifest.tokenizer else 256
-            raw = RawEmbedder(model_dir, self.options, max_length)
+            one = RawEmbedder(model_dir, self.options, max_length)
+            batched = RawEmbedder(model_dir, self.batch_options, max_length)
             inputs = {
                 "short sentence": [workloads.SHORT_SENTENCE],
-                f"{workloads.LONG_TOKENS}-token text": [workloads.long_text(raw.tokenizer)],
+                f"{workloads.LONG_TOKENS}-token text": [workloads.long_text(one.tokenizer)],
                 f"batch of {workloads.BATCH_SIZE}": list(workloads.BATCH_TEXTS),
             }
             for case, texts in inputs.items():
+                raw = batched if len(texts) > 1 else one
                 event = workloads.embeddings_event(name, texts if len(texts) > 1 else texts[0])
                 _check_embeddings(self.invoke(event), raw(texts))
                 self.compare(
@@ -193,51 +203,26 @@ class InProcessBench:
             )
 
     def session_options(self) -> dict[str, Any]:
-        """Raw ``session.run`` under each candidate option set, and session creation time per level."""
+        """The grid the reference came from, and session creation time per optimization level."""
         from onnx_lambda.model import session_options
 
         model_dir = self.config.models_dir / EMBEDDING_MODELS["int8"]
-        raw_defaults = ort.SessionOptions()
-        raw_defaults.log_severity_level = 3
-        spinning = ort.SessionOptions()  # the service's options, but with onnxruntime's spinning thread pool
-        spinning.intra_op_num_threads = self.config.threads
-        spinning.inter_op_num_threads = 1
-        spinning.graph_optimization_level = self.options.graph_optimization_level
-        spinning.log_severity_level = 3
-        variants: dict[str, ort.SessionOptions] = {
-            "service": self.options,
-            "onnxruntime defaults": raw_defaults,
-            "spinning on": spinning,
-            "1 thread": session_options(1, self.config.optimization),  # type: ignore[arg-type]
-        }
-        for level in ("disable", "basic", "extended"):
-            if level != self.config.optimization:
-                variants[f"optimization {level}"] = session_options(self.config.threads, level)
-        manifest = read_manifest(model_dir)
-        max_length = manifest.tokenizer.max_length if manifest.tokenizer else 256
-        embedders = {name: RawEmbedder(model_dir, options, max_length) for name, options in variants.items()}
-        table: dict[str, Any] = {"run": {}, "create_seconds": {}}
-        cases = {"short sentence": [workloads.SHORT_SENTENCE], "batch of 32": list(workloads.BATCH_TEXTS)}
-        for case, texts in cases.items():
-            calls: dict[str, Call] = {name: partial(embedder, texts) for name, embedder in embedders.items()}
-            samples = interleave(calls, seconds=self.config.seconds * 2)
-            table["run"][case] = {
-                name: summarize(s, items_per_call=len(texts)).as_dict() for name, s in samples.items()
-            }
+        table: dict[str, Any] = {"grid": self.grid, "create_seconds": {}}
         model_bytes = (model_dir / MODEL_FILE).read_bytes()
+        threads = int(self.grid["best_one"]["threads"])
         for level in ("disable", "basic", "extended", "all"):
-            options = session_options(self.config.threads, level)  # type: ignore[arg-type]
+            options = session_options(threads, level)
             table["create_seconds"][level] = _median_seconds(
                 partial(ort.InferenceSession, model_bytes, options, providers=["CPUExecutionProvider"]), 3
             )
         # A model optimized once at publish time and loaded with optimizations off: what cold start saves.
         with tempfile.TemporaryDirectory(prefix="onnx-lambda-bench-") as scratch:
             optimized = Path(scratch) / "optimized.onnx"
-            options = session_options(self.config.threads, "all")
+            options = session_options(threads, "all")
             options.optimized_model_filepath = str(optimized)
             ort.InferenceSession(model_bytes, options, providers=["CPUExecutionProvider"])
             optimized_bytes = optimized.read_bytes()
-            disabled = session_options(self.config.threads, "disable")
+            disabled = session_options(threads, "disable")
             table["create_seconds"]["pre-optimized, disable"] = _median_seconds(
                 lambda: ort.InferenceSession(optimized_bytes, disabled, providers=["CPUExecutionProvider"]), 3
             )
@@ -281,7 +266,7 @@ def main(argv: list[str]) -> int:
     from onnx_lambda_tools.invoke import LambdaContext
 
     bench = InProcessBench(config, lambda_handler, LambdaContext(timeout_seconds=900))
-    document: dict[str, Any] = {"comparisons": bench.results}
+    document: dict[str, Any] = {"comparisons": bench.results, "reference": bench.grid}
     if "embeddings" in config.sections:
         bench.embeddings()
     if "oip" in config.sections:

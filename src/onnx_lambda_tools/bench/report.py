@@ -263,6 +263,17 @@ def console(document: Mapping[str, Any]) -> str:
     return "\n".join(parts)
 
 
+def _reference_sentence(document: Mapping[str, Any]) -> str:
+    grid = document.get("reference")
+    if not grid:
+        return ""
+    one, batch = grid["best_one"], grid["best_batch32"]
+    return (
+        f"The raw reference is onnxruntime's fastest here, from a grid measured in the same run: "
+        f"{one['name']}, `{one['level']}` for one sentence; {batch['name']}, `{batch['level']}` for a batch."
+    )
+
+
 def markdown(document: Mapping[str, Any]) -> str:
     info = document["machine"]
     settings = document["settings"]
@@ -271,7 +282,9 @@ def markdown(document: Mapping[str, Any]) -> str:
         f"on {info['cpus']} x {info['cpu_model']}, {info['memory_gib']} GiB, {info['os']}, Python {info['python']}, "
         f"onnxruntime {info['onnxruntime']}, numpy {info['numpy']}; load average "
         f"{info['load_average_start']} at the start, {info.get('load_average_end')} at the end. "
-        f"Session: {settings['threads']} intra-op threads, graph optimization `{settings['graph_optimization']}`.",
+        f"The service's session: {settings['threads']} intra-op threads, spinning "
+        f"{'on' if settings.get('spinning') else 'off'}, graph optimization `{settings['graph_optimization']}`. "
+        f"{_reference_sentence(document)}",
         "",
         "### Targets",
         "",

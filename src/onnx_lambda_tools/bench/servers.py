@@ -2,8 +2,9 @@
 
 ``raw``: the minimal FastAPI + uvicorn app a user would write around the model: one ``async def``
 route that tokenizes, runs the session and writes the vectors with orjson; no auth, no limits, no
-logging or metrics. ``ours``: the service's app (``create_app``), auth on (JWT against the local
-pool's JWKS), models from the local S3, as ``onnx-lambda serve`` runs it.
+logging or metrics; onnxruntime with the session options that measured fastest in the same run.
+``ours``: the service's app (``create_app``), auth on (JWT against the local pool's JWKS), models from
+the local S3, as ``onnx-lambda serve`` runs it.
 
 ``python -m onnx_lambda_tools.bench.servers raw|ours --port P [--model-dir DIR]``; ``ours`` reads its settings
 from the ``ONNX_LAMBDA_*`` environment.
@@ -23,15 +24,15 @@ from fastapi.responses import Response
 UVICORN_OPTIONS: dict[str, Any] = {"host": "127.0.0.1", "log_level": "warning", "access_log": False}
 
 
-def raw_app(model_dir: Path, threads: int, optimization: str) -> FastAPI:
+def raw_app(model_dir: Path, threads: int, optimization: str, spinning: bool) -> FastAPI:
     from onnx_lambda.manifest import read_manifest
-    from onnx_lambda.model import session_options
+    from onnx_lambda_tools.bench import session_grid
     from onnx_lambda_tools.bench.inprocess import RawEmbedder
 
     manifest = read_manifest(model_dir)
     embedder = RawEmbedder(
         model_dir,
-        session_options(threads, optimization),  # type: ignore[arg-type]
+        session_grid.options(threads, spinning, optimization),
         manifest.tokenizer.max_length if manifest.tokenizer else 256,
     )
     app = FastAPI()
@@ -73,11 +74,12 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--model-dir", type=Path)
     parser.add_argument("--threads", type=int, default=0)
     parser.add_argument("--optimization", default="all")
+    parser.add_argument("--spinning", choices=("on", "off"), default="on")
     args = parser.parse_args(argv)
     if args.side == "raw":
         from onnx_lambda.config import available_cpus
 
-        app = raw_app(args.model_dir, args.threads or available_cpus(), args.optimization)
+        app = raw_app(args.model_dir, args.threads or available_cpus(), args.optimization, args.spinning == "on")
     else:
         app = our_app()
     uvicorn.run(app, port=args.port, **UVICORN_OPTIONS)

@@ -19,6 +19,7 @@ import json
 import os
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -76,14 +77,23 @@ def feeds(tokenizer: Tokenizer, texts: list[str], type_ids: bool) -> dict[str, n
     return fed
 
 
-def measure(model_dir: Path, variants: dict[str, ort.SessionOptions], seconds: float) -> dict[str, Any]:
+def choice(threads: int, spinning: bool, level: str) -> dict[str, Any]:
+    return {"threads": threads, "spinning": spinning, "level": level}
+
+
+def options_of(chosen: dict[str, Any]) -> ort.SessionOptions:
+    """The session options a :func:`grid` entry (``best_one``, ``best_batch32``) stands for."""
+    return options(int(chosen["threads"]), bool(chosen["spinning"]), str(chosen["level"]))
+
+
+def measure(model_dir: Path, variants: dict[str, dict[str, Any]], seconds: float) -> dict[str, Any]:
     """Round-robin timing of every variant; ``seconds`` per variant and case, spread over the rounds."""
     tokenizer = Tokenizer.from_file(str(model_dir / "tokenizer.json"))
     tokenizer.enable_truncation(max_length=256)
     tokenizer.enable_padding()
     model = (model_dir / "model.onnx").read_bytes()
     sessions = {
-        name: ort.InferenceSession(model, chosen, providers=["CPUExecutionProvider"])
+        name: ort.InferenceSession(model, options_of(chosen), providers=["CPUExecutionProvider"])
         for name, chosen in variants.items()
     }
     type_ids = any(i.name == "token_type_ids" for i in next(iter(sessions.values())).get_inputs())
@@ -105,6 +115,7 @@ def measure(model_dir: Path, variants: dict[str, ort.SessionOptions], seconds: f
         one = np.asarray(samples["one"][name]) * 1000
         batch = np.asarray(samples["batch32"][name])
         result[name] = {
+            **variants[name],
             "one_p50_ms": round(float(np.percentile(one, 50)), 3),
             "one_p99_ms": round(float(np.percentile(one, 99)), 3),
             "batch32_per_second": round(float(len(BATCH) / np.median(batch)), 1),
@@ -115,10 +126,10 @@ def measure(model_dir: Path, variants: dict[str, ort.SessionOptions], seconds: f
 
 def grid(model_dir: Path, seconds: float) -> dict[str, Any]:
     cores = visible_cores()
-    levels = measure(model_dir, {level: options(cores, True, level) for level in LEVELS}, seconds)
+    levels = measure(model_dir, {level: choice(cores, True, level) for level in LEVELS}, seconds)
     level = min(levels, key=lambda name: levels[name]["one_p50_ms"])
     variants = {
-        f"{threads} thread{'s' if threads > 1 else ''}, spinning {'on' if spinning else 'off'}": options(
+        f"{threads} thread{'s' if threads > 1 else ''}, spinning {'on' if spinning else 'off'}": choice(
             threads, spinning, level
         )
         for threads in range(1, cores + 1)
@@ -132,9 +143,14 @@ def grid(model_dir: Path, seconds: float) -> dict[str, Any]:
         "levels": levels,
         "best_level": level,
         "threads": threads,
-        "best_one": min(threads, key=lambda name: threads[name]["one_p50_ms"]),
-        "best_batch32": max(threads, key=lambda name: threads[name]["batch32_per_second"]),
+        "best_one": _best(threads, lambda entry: -entry["one_p50_ms"]),
+        "best_batch32": _best(threads, lambda entry: entry["batch32_per_second"]),
     }
+
+
+def _best(entries: dict[str, dict[str, Any]], score: Callable[[dict[str, Any]], float]) -> dict[str, Any]:
+    name = max(entries, key=lambda key: score(entries[key]))
+    return {"name": name, **{key: entries[name][key] for key in ("threads", "spinning", "level")}}
 
 
 if __name__ == "__main__":
