@@ -7,21 +7,30 @@ leaves alone must be one FastAPI should answer.
 
 from __future__ import annotations
 
+import base64
 import copy
+import hashlib
+import json
 import os
+import re
 import subprocess
 import sys
 import textwrap
 from collections.abc import Iterator
 from pathlib import Path
 from types import ModuleType
+from typing import Any
 
+import numpy as np
 import pytest
 
+from onnx_lambda.protocol import encode_infer_request
 from onnx_lambda_tools.invoke import LambdaContext, function_environment
+from onnx_lambda_tools.local.events import build_event
 from tests.expected_events import EXPECTED, load_event
 
 ROOT = Path(__file__).resolve().parents[2]
+CLAIMS = {"sub": "direct", "client_id": "direct", "token_use": "access", "scope": "inference/invoke"}
 
 
 @pytest.fixture(scope="module")
@@ -105,3 +114,130 @@ def test_inference_needs_no_fastapi(models_dir: Path) -> None:
     )
     result = completed.stdout.strip().splitlines()[-1]
     assert result == '{"statuses": [200, 200, 400], "loaded": []}'
+
+
+# --- edges a mutation run found unpinned (`make mutation`, docs/testing.md) -------------------------
+
+
+@pytest.mark.parametrize("path", ["/v3/models/m/infer", "/v2/x/m/infer", "/v1/embeddings/extra"])
+def test_paths_that_only_look_like_inference_are_left_to_fastapi(path: str, handler: ModuleType) -> None:
+    assert handler.direct_route("POST", path) is None
+
+
+def inference_event(path: str, body: bytes | None, headers: list[tuple[str, str]] | None = None) -> dict[str, Any]:
+    return build_event(
+        method="POST",
+        path=path,
+        route_key="POST " + path,
+        headers=headers if headers is not None else [("content-type", "application/json")],
+        body=body,
+        claims=CLAIMS,
+        scopes=["inference/invoke"],
+        request_id="direct-path-req",
+    )
+
+
+def test_an_unknown_version_is_the_same_404_on_both_paths(handler: ModuleType) -> None:
+    event = load_event("infer-tabular-version")
+    event["requestContext"]["http"]["path"] = event["rawPath"] = (
+        "/v2/models/breast-cancer-classifier/versions/999/infer"
+    )
+    direct = handler.direct_response(copy.deepcopy(event))
+    assert direct is not None
+    assert direct["statusCode"] == 404
+    assert direct == handler.asgi()(copy.deepcopy(event), LambdaContext())
+
+
+def test_a_bodyless_request_gets_the_same_answer_on_both_paths(handler: ModuleType) -> None:
+    for path in ("/v1/embeddings", "/v2/models/breast-cancer-classifier/infer"):
+        event = inference_event(path, None)
+        direct = handler.direct_response(copy.deepcopy(event))
+        assert direct is not None
+        assert direct["statusCode"] == 400
+        assert direct == handler.asgi()(copy.deepcopy(event), LambdaContext())
+
+
+def test_a_binary_response_that_happens_to_be_utf8_is_still_base64(handler: ModuleType) -> None:
+    """Mangum's rule is by content type: application/octet-stream goes base64 even when its bytes decode."""
+    rows = np.zeros((2, 30), dtype=np.float32)
+    body, headers = encode_infer_request([("features", rows)], outputs=["label"], binary_outputs=True)
+    event = inference_event(
+        "/v2/models/breast-cancer-classifier/infer", body, [(k.lower(), v) for k, v in headers.items()]
+    )
+    direct = handler.direct_response(copy.deepcopy(event))
+    assert direct is not None
+    payload = base64.b64decode(direct["body"])
+    assert payload[int(direct["headers"]["inference-header-content-length"]) :].decode("utf-8")  # it would decode
+    assert direct["isBase64Encoded"] is True
+    assert direct == handler.asgi()(copy.deepcopy(event), LambdaContext())
+
+
+@pytest.mark.parametrize(
+    "request_context",
+    [
+        "not an object",
+        {"http": "not an object"},
+        {"http": {"method": "POST", "path": 5}},
+        {"http": {"method": 5, "path": "/v1/embeddings"}},
+        {"http": {"method": "POST"}},
+    ],
+)
+def test_a_malformed_event_is_left_to_mangum(request_context: Any, handler: ModuleType) -> None:
+    assert handler.direct_response({"version": "2.0", "requestContext": request_context}) is None
+
+
+def test_an_unexpected_failure_is_a_500_that_quotes_the_request_id(handler: ModuleType) -> None:
+    """A body that isn't base64 although the event says it is (only a broken front could send it)."""
+    event = inference_event("/v2/models/breast-cancer-classifier/infer", b"{}")
+    event["body"], event["isBase64Encoded"] = "!!! not base64 !!!", True
+    response = handler.direct_response(event)
+    assert response is not None
+    assert response["statusCode"] == 500
+    assert response["headers"]["x-request-id"] == "direct-path-req"
+    assert json.loads(response["body"]) == {"error": "internal error; request id direct-path-req"}
+
+
+def test_without_an_api_gateway_request_id_the_500_quotes_a_fresh_one(handler: ModuleType) -> None:
+    event = inference_event("/v1/embeddings", b"{}")
+    event["body"], event["isBase64Encoded"] = "!!! not base64 !!!", True
+    del event["requestContext"]["requestId"]
+    response = handler.direct_response(event)
+    assert response is not None
+    reference = response["headers"]["x-request-id"]
+    assert re.fullmatch(r"[0-9a-f]{32}", reference)
+    assert json.loads(response["body"])["error"] == {
+        "message": f"internal error; request id {reference}",
+        "type": "server_error",
+        "param": None,
+        "code": None,
+    }
+
+
+def test_the_prefetching_store_hands_over_what_it_fetched(handler: ModuleType, models_dir: Path) -> None:
+    """Each configured model's verified bytes, as its manifest pins them; an unconfigured source is fetched then."""
+    store = handler.PrefetchingStore(handler.settings)
+    for source in handler.settings.models:
+        artifacts = store.fetch(source)
+        assert hashlib.sha256(artifacts.model).hexdigest() == artifacts.manifest.files["model.onnx"].sha256
+        assert artifacts.model == (models_dir / artifacts.manifest.name / "model.onnx").read_bytes()
+    again = store.fetch(handler.settings.models[0])  # no longer pending: a plain fetch
+    assert again.model == store.fetch(handler.settings.models[0]).model
+
+
+def test_a_failed_prefetch_is_raised_by_fetch(handler: ModuleType, models_dir: Path) -> None:
+    source = handler.settings.models[0]
+    wrong = type(source)(**{**source.model_dump(), "sha256": "0" * 64})
+    settings = type(handler.settings)(**{**handler.settings.model_dump(), "models": [wrong]})
+    store = handler.PrefetchingStore(settings)
+    with pytest.raises(Exception, match="sha256") as prefetched:
+        store.fetch(wrong)
+    with pytest.raises(type(prefetched.value)):
+        handler.ModelStore(settings).fetch(wrong)
+
+
+def test_settling_after_init_freezes_the_heap_init_built(handler: ModuleType) -> None:
+    import gc
+
+    gc.unfreeze()
+    handler.settle_after_init()
+    assert gc.get_freeze_count() > 0

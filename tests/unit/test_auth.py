@@ -12,9 +12,13 @@ import hmac
 import json
 import logging
 import math
+import socket
 import string
-from collections.abc import Callable, Mapping
+import threading
+import time
+from collections.abc import Callable, Iterator, Mapping
 from functools import cache
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import jwt
@@ -786,3 +790,281 @@ def test_mutated_tokens_are_accepted_only_when_still_valid(
     else:
         assert valid, f"an invalid token was accepted: {header} {claims} {signer} {flip}"
         assert principal.claims["iss"] == ISSUER
+
+
+# --- the JWKS endpoint over real HTTP (the default fetcher) ----------------------------------------
+
+
+class JwksEndpoint:
+    """A real HTTP server on loopback that answers every GET with one body, and keeps the requests' headers."""
+
+    def __init__(self) -> None:
+        self.body = b"{}"
+        self.seen: list[dict[str, str]] = []
+        endpoint = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self) -> None:
+                endpoint.seen.append(dict(self.headers.items()))
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(endpoint.body)))
+                self.end_headers()
+                self.wfile.write(endpoint.body)
+
+            def log_message(self, format: str, *args: Any) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/.well-known/jwks.json"
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@pytest.fixture
+def endpoint() -> Iterator[JwksEndpoint]:
+    served = JwksEndpoint()
+    yield served
+    served.close()
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def test_the_default_fetcher_reads_the_document_and_asks_for_json(endpoint: JwksEndpoint) -> None:
+    document = {"keys": [jwk("k1", "k1")]}
+    endpoint.body = json.dumps(document).encode()
+    assert auth.fetch_jwks_over_http(endpoint.url) == document
+    (headers,) = endpoint.seen
+    assert headers["Accept"] == "application/json"
+
+
+def test_a_verifier_with_the_default_fetcher_verifies_against_the_served_keys(endpoint: JwksEndpoint) -> None:
+    endpoint.body = json.dumps({"keys": [jwk("k1", "k1")]}).encode()
+    verify = JwtVerifier(issuer=ISSUER, jwks_url=endpoint.url, audience=[CLIENT], clock=FakeClock())
+    assert verify.verify(token()).subject == access_claims()["sub"]
+
+
+def padded_document(size: int) -> bytes:
+    """A JWKS document of exactly ``size`` bytes whose last byte closes it: any truncation is not JSON."""
+    head = json.dumps({"keys": [jwk("k1", "k1")], "padding": ""}).encode()[:-2]
+    return head + b" " * (size - len(head) - 2) + b'"}'
+
+
+def test_a_jwks_document_of_the_maximum_size_is_read_whole(endpoint: JwksEndpoint) -> None:
+    endpoint.body = padded_document(auth.JWKS_MAX_BYTES)
+    assert len(endpoint.body) == auth.JWKS_MAX_BYTES
+    assert auth.fetch_jwks_over_http(endpoint.url)["keys"] == [jwk("k1", "k1")]
+
+
+def test_a_jwks_document_past_the_maximum_size_is_refused(endpoint: JwksEndpoint) -> None:
+    endpoint.body = padded_document(auth.JWKS_MAX_BYTES + 1)
+    with pytest.raises(JwksUnavailable, match="too large"):
+        auth.fetch_jwks_over_http(endpoint.url)
+
+
+@pytest.mark.parametrize(
+    ("body", "reason"),
+    [(b"<html>sign in</html>", "not JSON"), (b"[1, 2]", "not a JSON object"), (b'"keys"', "not a JSON object")],
+)
+def test_a_jwks_document_that_is_not_a_json_object_is_refused(endpoint: JwksEndpoint, body: bytes, reason: str) -> None:
+    endpoint.body = body
+    with pytest.raises(JwksUnavailable, match=reason):
+        auth.fetch_jwks_over_http(endpoint.url)
+
+
+@pytest.mark.parametrize("url", ["file:///etc/passwd", "ftp://keys.invalid/jwks.json", "jwks.json", ""])
+def test_the_default_fetcher_refuses_urls_that_are_not_http(url: str) -> None:
+    with pytest.raises(JwksUnavailable, match=r"must be http\(s\)"):
+        auth.fetch_jwks_over_http(url)
+
+
+@pytest.mark.parametrize("scheme", ["https", "http"])
+def test_https_and_http_urls_are_fetched(scheme: str) -> None:
+    """Both schemes get as far as the network: here nothing listens, so the failure is the connection's."""
+    with pytest.raises(JwksUnavailable) as caught:
+        auth.fetch_jwks_over_http(f"{scheme}://127.0.0.1:{free_port()}/jwks.json")
+    assert "URLError" in str(caught.value)
+
+
+def test_a_jwks_endpoint_that_never_answers_times_out(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A listener that accepts and never answers: the fetch gives up after JWKS_TIMEOUT_SECONDS."""
+    monkeypatch.setattr(auth, "JWKS_TIMEOUT_SECONDS", 0.2)
+    with socket.socket() as silent:
+        silent.bind(("127.0.0.1", 0))
+        silent.listen()
+        port = silent.getsockname()[1]
+        with pytest.raises(JwksUnavailable, match="timed out"):
+            auth.fetch_jwks_over_http(f"http://127.0.0.1:{port}/jwks.json")
+
+
+# --- the JWKS document: which entries are keys ----------------------------------------------------
+
+
+def test_keys_without_use_or_alg_are_rs256_signing_keys() -> None:
+    """RFC 7517: ``use`` and ``alg`` are optional; Cognito sends both, other issuers may not."""
+    bare = {k: v for k, v in jwk("k1", "k1").items() if k not in ("use", "alg")}
+    assert sorted(auth.parse_jwks({"keys": [bare]})) == ["k1"]
+    verify = JwtVerifier(
+        issuer=ISSUER, jwks_url=JWKS_URL, audience=[CLIENT], fetch_jwks=lambda url: {"keys": [bare]}, clock=FakeClock()
+    )
+    verify.verify(token())
+
+
+@pytest.mark.parametrize(
+    "skipped",
+    [
+        "not an object",
+        {"kty": "RSA", "n": "AQAB", "e": "AQAB"},  # no kid
+        {"kid": "k0", "kty": "EC", "crv": "P-256", "x": "AA", "y": "AA"},
+        {**jwk("k0", "k0"), "use": "enc"},
+        {**jwk("k0", "k0"), "alg": "RS512"},
+        {"kid": "k0", "kty": "RSA", "n": "!!", "e": "AQAB"},  # unusable: logged and skipped
+    ],
+)
+def test_an_unusable_entry_is_skipped_and_the_keys_after_it_are_kept(skipped: Any) -> None:
+    keys = auth.parse_jwks({"keys": [skipped, jwk("k1", "k1"), jwk("k2", "k2")]})
+    assert sorted(keys) == ["k1", "k2"]
+
+
+@pytest.mark.parametrize(
+    ("document", "reason"),
+    [({}, "no 'keys' list"), ({"keys": {"k1": {}}}, "no 'keys' list"), ({"keys": []}, "no RS256 signing key")],
+)
+def test_a_document_without_keys_says_what_is_missing(document: dict[str, Any], reason: str) -> None:
+    with pytest.raises(JwksUnavailable, match=reason):
+        auth.parse_jwks(document)
+
+
+# --- boundaries the rules name -----------------------------------------------------------------
+
+
+def test_the_default_leeway_is_30_seconds() -> None:
+    """API Gateway's JWT authorizer allows 30 s of clock skew on exp, nbf and iat (and so does the default)."""
+    default = JwtVerifier(
+        issuer=ISSUER, jwks_url=JWKS_URL, audience=[CLIENT], fetch_jwks=Jwks(jwk("k1", "k1")), clock=FakeClock()
+    )
+    default.verify(token(access_claims(exp=int(NOW) - 29)))
+    with pytest.raises(Unauthorized, match="expired"):
+        default.verify(token(access_claims(exp=int(NOW) - 30)))
+
+
+def test_nbf_exactly_the_leeway_ahead_is_accepted() -> None:
+    verifier().verify(token(access_claims(nbf=int(NOW) + LEEWAY, iat=int(NOW) + LEEWAY)))
+
+
+def test_a_token_of_exactly_the_size_limit_is_verified() -> None:
+    bearer = token()
+    verifier(max_token_bytes=len(bearer)).verify(bearer)
+    refused(verifier(max_token_bytes=len(bearer) - 1), bearer, f"larger than {len(bearer) - 1} bytes")
+
+
+def test_an_empty_kid_names_no_key() -> None:
+    refused(verifier(), token(header={"kid": "", "alg": "RS256"}), "no signing key")
+
+
+def test_a_payload_that_is_not_json_is_not_a_well_formed_jwt() -> None:
+    header = b64url(json.dumps(HEADER).encode())
+    payload = b64url(b"not json")
+    signature = b64url(rs256("k1")(f"{header}.{payload}".encode()))
+    refused(verifier(), f"{header}.{payload}.{signature}", "the token is not a well-formed JWT")
+
+
+def test_a_cached_token_is_not_served_at_its_exp_without_leeway() -> None:
+    """The cache keeps a token until its ``exp``; at ``exp`` the rules decide again (and, with no leeway, refuse)."""
+    clock = FakeClock()
+    verify = JwtVerifier(
+        issuer=ISSUER,
+        jwks_url=JWKS_URL,
+        audience=[CLIENT],
+        leeway_seconds=0,
+        fetch_jwks=Jwks(jwk("k1", "k1")),
+        clock=clock,
+    )
+    bearer = token(access_claims(exp=int(NOW) + 60))
+    verify.verify(bearer)
+    clock.now = NOW + 60
+    refused(verify, bearer, "expired")
+
+
+def test_the_token_cache_never_holds_more_than_its_size(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(auth, "TOKEN_CACHE_SIZE", 8)
+    verify = verifier()
+    for n in range(20):
+        verify.verify(token(access_claims(jti=f"j{n}")))
+        assert len(verify._verified) <= 8
+
+
+def test_a_full_cache_drops_tokens_expiring_now_before_live_ones(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(auth, "TOKEN_CACHE_SIZE", 4)
+    clock = FakeClock()
+    verify = verifier(clock=clock)
+    live = [token(access_claims(jti=f"live{n}")) for n in range(3)]
+    for bearer in live:
+        verify.verify(bearer)
+    verify.verify(token(access_claims(jti="short", exp=int(NOW) + 10)))
+    clock.now = NOW + 10  # the short token's exp: it can no longer be served from the cache
+    verify.verify(token(access_claims(jti="new")))
+    cached = {principal.claims["jti"] for _, principal in verify._verified.values()}
+    assert cached == {"live0", "live1", "live2", "new"}
+
+
+# --- API Gateway's claims: what it verified is what counts -----------------------------------------
+
+
+def test_the_event_scopes_api_gateway_verified_are_the_principals_scopes() -> None:
+    claims = {"sub": "u", "client_id": CLIENT, "scope": "openid"}
+    principal = principal_from_event(apigw_event({"jwt": {"claims": claims, "scopes": ["inference/invoke"]}}))
+    assert principal.scopes == {"inference/invoke"}
+
+
+def test_scp_rendered_as_a_bracketed_string_keeps_every_scope() -> None:
+    principal = principal_from_event(apigw_event({"jwt": {"claims": {"sub": "u", "scp": "[a/b c/X]"}}}))
+    assert principal.scopes == {"a/b", "c/X"}
+
+
+def test_claims_that_are_not_non_empty_strings_are_absent_from_the_principal() -> None:
+    claims = {"sub": 42, "client_id": "", "aud": CLIENT, "username": ["dev"], "token_use": None}
+    principal = principal_from_event(apigw_event({"jwt": {"claims": claims}}))
+    assert (principal.subject, principal.client_id, principal.username, principal.token_use) == (
+        None,
+        CLIENT,
+        None,
+        None,
+    )
+
+
+# --- configuration ---------------------------------------------------------------------------
+
+
+def test_verifier_from_settings_needs_the_issuer_even_with_a_jwks_url() -> None:
+    settings = Settings(
+        models=[{"uri": "file:///model.onnx"}],  # type: ignore[list-item]
+        auth_mode="jwt",
+        jwt_jwks_url=JWKS_URL,
+        jwt_audience=[CLIENT],
+    )
+    with pytest.raises(ValueError, match="ONNX_LAMBDA_JWT_ISSUER"):
+        verifier_from_settings(settings)
+
+
+def test_verifier_from_settings_applies_the_configured_leeway() -> None:
+    settings = Settings(
+        models=[{"uri": "file:///model.onnx"}],  # type: ignore[list-item]
+        auth_mode="jwt",
+        jwt_issuer=ISSUER,
+        jwt_jwks_url=JWKS_URL,
+        jwt_audience=[CLIENT],
+        jwt_leeway_seconds=0,
+    )
+    verify = verifier_from_settings(settings, fetch_jwks=Jwks(jwk("k1", "k1")))
+    now = int(time.time())
+    with pytest.raises(Unauthorized, match="expired"):
+        verify.verify(token(access_claims(iat=now - 60, exp=now - 5)))

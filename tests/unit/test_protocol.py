@@ -682,3 +682,140 @@ def test_bad_request_is_the_400_service_error() -> None:
     """The fuzz tests above rely on BadRequest being a ServiceError the app maps to 400."""
     assert issubclass(BadRequest, ServiceError)
     assert BadRequest("x").status == 400
+
+
+# --- edges a mutation run found unpinned (`make mutation`, docs/testing.md) -------------------------
+
+
+def test_a_scalar_model_takes_rank_zero_and_nothing_nested() -> None:
+    """``max_rank=0`` is a model whose inputs are scalars: a scalar decodes, a nested one is refused."""
+    scalar = decode_infer_request(json_request(tensor("x", "FP32", (), [1.5])), None, max_rank=0)
+    assert scalar.inputs[0].array.tolist() == 1.5
+    assert "at most 0 are accepted" in decode_error(json_request(tensor("x", "FP32", (1,), [1.5])), max_rank=0)
+
+
+def test_data_nests_no_deeper_than_a_rank_one_model_allows() -> None:
+    assert "nests lists more than 1 deep" in decode_error(
+        json_request(tensor("x", "FP32", (2,), [[1.0, 2.0]])), max_rank=1
+    )
+    assert decode_infer_request(json_request(tensor("x", "FP32", (2,), [1.0, 2.0])), None, max_rank=1).inputs
+
+
+@pytest.mark.parametrize("max_rank", [True, -1, 1.5, "3", None])
+def test_max_rank_must_be_a_non_negative_integer(max_rank: Any) -> None:
+    with pytest.raises(ValueError, match="max_rank must be a non-negative integer"):
+        decode_infer_request(json_request(tensor()), None, max_rank=max_rank)
+
+
+@pytest.mark.parametrize("header_length", ["12", 12.0, True])
+def test_a_header_length_that_is_not_an_int_is_a_bad_request(header_length: Any) -> None:
+    with pytest.raises(BadRequest, match="Inference-Header-Content-Length must be a byte count"):
+        decode_infer_request(json_request(tensor()), header_length)
+
+
+def test_requested_outputs_keep_their_parameters_and_need_a_name() -> None:
+    parameters = {"binary_data": True, "custom": [1, 2]}
+    request = decode_infer_request(json_request(tensor(), outputs=[{"name": "y", "parameters": parameters}]), None)
+    assert request.outputs is not None
+    assert request.outputs[0].parameters == parameters
+    assert "outputs[0]: 'name' is required: a non-empty string" in bad(json_request(tensor(), outputs=[{"name": ""}]))
+    assert "outputs[0] must be an object with a 'name', got a string" in bad(json_request(tensor(), outputs=["y"]))
+
+
+def test_nested_non_numbers_are_named_in_the_message() -> None:
+    assert "input 'x': FP32 data must be numbers, got a string \"a\"" in bad(
+        json_request(tensor("x", "FP32", (2, 2), [[1.0, 2.0], [3.0, "a"]]))
+    )
+
+
+def test_fractions_beside_integers_past_64_bits_keep_their_value_in_fp64() -> None:
+    """numpy makes objects of [1.5, 2**64]; the slow path must not turn 1.5 into 1."""
+    body = b'{"inputs": [{"name": "x", "datatype": "FP64", "shape": [2], "data": [1.5, 18446744073709551616]}]}'
+    assert decode_infer_request(body, None).inputs[0].array.tolist() == [1.5, 18446744073709551616.0]
+
+
+def test_a_request_asks_for_json_outputs_unless_told_otherwise() -> None:
+    """The docstring's default: without ``binary_outputs`` every output comes back as JSON, so the request
+    carries no ``parameters`` (tritonclient, unlike us, asks for binary by default)."""
+    body, headers = encode_infer_request([("x", SAMPLES["FP32"])])
+    assert headers == {"Content-Type": "application/json"}
+    assert "parameters" not in orjson.loads(body)
+    request = decode_infer_request(body, None)
+    assert (request.binary_data_output, request.wants_binary("y")) == (False, False)
+
+
+def test_binary_outputs_true_with_named_outputs_asks_each_for_binary() -> None:
+    body, _ = encode_infer_request([("x", SAMPLES["FP32"])], outputs=["y", "z"], binary_outputs=True)
+    assert orjson.loads(body)["outputs"] == [
+        {"name": "y", "parameters": {"binary_data": True}},
+        {"name": "z", "parameters": {"binary_data": True}},
+    ]
+    with pytest.raises(ValueError, match="pass them as outputs too"):
+        encode_infer_request([("x", SAMPLES["FP32"])], binary_outputs=["y"])
+
+
+@pytest.mark.parametrize("datatype", ["UINT16", "INT32", "INT64", "FP16", "FP32", "FP64"])
+def test_byte_order_never_changes_the_wire(datatype: str) -> None:
+    native = np.array([[0.1, 2.0], [-3.5, 70.0]]).astype(DATATYPES[datatype])
+    swapped = native.astype(native.dtype.newbyteorder(">"))
+    for binary in ((), ["y"]):
+        ours = encode_infer_response(
+            model_name="m", model_version=None, request_id=None, outputs=[("y", native)], binary_outputs=binary
+        )
+        theirs = encode_infer_response(
+            model_name="m", model_version=None, request_id=None, outputs=[("y", swapped)], binary_outputs=binary
+        )
+        assert ours == theirs
+
+
+def test_bytes_outputs_that_are_neither_text_nor_bytes_are_written_as_text() -> None:
+    values = np.array([5, 2.5, "x"], dtype=object)
+    body, _ = encode_infer_response(model_name="m", model_version=None, request_id=None, outputs=[("y", values)])
+    assert orjson.loads(body)["outputs"][0]["data"] == ["5", "2.5", "x"]
+
+
+def test_a_response_keeps_its_parameters_version_and_id() -> None:
+    document = {
+        "model_name": "m",
+        "model_version": "3",
+        "id": "r-1",
+        "parameters": {"sequence_id": 7},
+        "outputs": [{"name": "y", "datatype": "INT32", "shape": [2], "data": [1, 2]}],
+    }
+    response = decode_infer_response(orjson.dumps(document), None)
+    assert (response.model_name, response.model_version, response.id) == ("m", "3", "r-1")
+    assert response.parameters == {"sequence_id": 7}
+    assert response.outputs["y"].tolist() == [1, 2]
+
+
+def test_a_response_with_outputs_is_decoded_even_beside_an_error_field() -> None:
+    document = {"model_name": "m", "outputs": [], "error": "a field some servers add"}
+    assert decode_infer_response(orjson.dumps(document), None).outputs == {}
+
+
+@pytest.mark.parametrize(
+    ("document", "expected"),
+    [
+        ({"outputs": []}, "response: 'model_name' is required: a string"),
+        ({"model_name": "m"}, "response: 'outputs' is required: a list of output tensors"),
+        ({"model_name": "m", "outputs": [], "id": 3}, "response 'id' must be a string"),
+        ({"model_name": "m", "outputs": [], "model_version": 3}, "response 'model_version' must be a string"),
+        ({"model_name": "m", "outputs": [], "parameters": [1]}, "response 'parameters' must be a JSON object"),
+        (
+            {"model_name": "m", "outputs": [{"name": "y", "datatype": "FP32", "shape": [1], "data": [1.0]}] * 2},
+            "output 'y' appears more than once in 'outputs'",
+        ),
+        ({"model_name": "m", "outputs": [{"name": "y"}, 5]}, "output 'y': 'datatype' is required"),
+        ({"model_name": "m", "outputs": [5]}, "outputs[0] must be an object"),
+    ],
+)
+def test_malformed_responses_say_what_is_wrong(document: dict[str, Any], expected: str) -> None:
+    with pytest.raises(BadRequest) as caught:
+        decode_infer_response(orjson.dumps(document), None)
+    assert expected in caught.value.message
+
+
+def decode_error(body: bytes, **limits: Any) -> str:
+    with pytest.raises(BadRequest) as caught:
+        decode_infer_request(body, None, **limits)
+    return caught.value.message

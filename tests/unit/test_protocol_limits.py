@@ -8,15 +8,19 @@ go through the Lambda handler and FastAPI in ``tests/integration/test_hostile_re
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import orjson
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from onnx_lambda.errors import BadRequest, echo
 from onnx_lambda.protocol import (
     MAX_HEADER_DIGITS,
     MAX_RANK,
+    _brief,
     decode_infer_request,
     decode_infer_response,
     numpy_dtype,
@@ -238,3 +242,82 @@ def test_echo() -> None:
     assert echo("abc") == "'abc'"
     assert echo("x" * 41) == "'" + "x" * 40 + "'... (41 characters)"
     assert len(echo("\x00" * 1_000_000)) < 200
+
+
+# --- how a message quotes a request value (_brief) ----------------------------------------------------
+# The rules of protocol._brief's docstring: JSON-like text, at most 80 characters, lists and objects shown
+# three levels deep with their first 8 items or 4 keys, integers past 128 bits described. Small values
+# must read exactly as JSON (json.dumps is the reference); anything else must stay within the bound.
+
+BRIEF_LIMIT = 80
+
+
+def container_depth(value: Any) -> int:
+    if isinstance(value, list):
+        return 1 + max((container_depth(item) for item in value), default=0)
+    if isinstance(value, dict):
+        return 1 + max((container_depth(item) for item in value.values()), default=0)
+    return 0
+
+
+def within_brief_rules(value: Any) -> bool:
+    if isinstance(value, list):
+        return len(value) <= 8 and all(within_brief_rules(item) for item in value)
+    if isinstance(value, dict):
+        return len(value) <= 4 and all(within_brief_rules(item) for item in value.values())
+    return not isinstance(value, int) or value.bit_length() <= 128
+
+
+json_values = st.recursive(
+    st.none()
+    | st.booleans()
+    | st.integers(min_value=-(2**130), max_value=2**130)
+    | st.floats(allow_nan=False, allow_infinity=False)
+    | st.text(max_size=12),
+    lambda children: st.lists(children, max_size=9) | st.dictionaries(st.text(max_size=4), children, max_size=5),
+    max_leaves=10,
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(json_values)
+def test_a_small_value_is_quoted_exactly_as_json_and_any_value_within_the_bound(value: Any) -> None:
+    text = _brief(value)
+    assert len(text) <= BRIEF_LIMIT
+    reference = json.dumps(value, ensure_ascii=False)
+    if container_depth(value) <= 3 and within_brief_rules(value) and len(reference) <= BRIEF_LIMIT:
+        assert text == reference
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        (None, "null"),
+        (True, "true"),
+        (False, "false"),
+        ('é"\n', json.dumps('é"\n', ensure_ascii=False)),
+        ("x" * 78, '"' + "x" * 78 + '"'),  # exactly the limit: whole
+        ("x" * 79, '"' + "x" * 76 + "..."),  # one over: cut to the limit
+        (2**128 - 1, str(2**128 - 1)),
+        (2**128, "<an integer of 129 bits>"),
+        (-(2**4000), "<an integer of 4001 bits>"),
+        (list(range(8)), "[0, 1, 2, 3, 4, 5, 6, 7]"),
+        (list(range(9)), "[0, 1, 2, 3, 4, 5, 6, 7, ... 9 items]"),
+        ({"a": 1, "b": 2, "c": 3, "d": 4}, '{"a": 1, "b": 2, "c": 3, "d": 4}'),
+        ({"a": 1, "b": 2, "c": 3, "d": 4, "e": 5}, '{"a": 1, "b": 2, "c": 3, "d": 4, ... 5 keys}'),
+        ([[[[1]]]], "[[[[...]]]]"),
+        ([[[[]]]], "[[[[]]]]"),
+        ({"a": {"b": {"c": {"d": 1}}}}, '{"a": {"b": {"c": {...}}}}'),
+        ({"a": {"b": {"c": {}}}}, '{"a": {"b": {"c": {}}}}'),
+        ({1: "key made text"}, '{"1": "key made text"}'),
+        (b"raw", "<bytes>"),
+    ],
+)
+def test_brief_follows_its_rules(value: Any, expected: str) -> None:
+    assert _brief(value) == expected
+
+
+def test_a_long_string_inside_a_list_is_cut_before_it_is_quoted() -> None:
+    text = _brief(["y" * 200_000])
+    assert text == '["' + "y" * 75 + "..."
+    assert len(text) == BRIEF_LIMIT
