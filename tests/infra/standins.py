@@ -3,35 +3,40 @@
 - :class:`CodeDeployRecorder`: CodeDeploy's ``PutLifecycleEventHookExecutionStatus`` (moto's CodeDeploy
   has applications, groups and deployments, but not this call). It records each call.
 - :class:`TokenEndpoint`: a Cognito domain's ``/oauth2/token`` for client_credentials (moto has none).
-  It checks the client's id and secret against the pool in moto, as Cognito does.
-- :class:`ApiFront`: the HTTP API in front of the function: a bearer token the token endpoint issued,
-  mapped to a payload 2.0 event with the token's claims, invoked through the Runtime Interface Emulator.
+  It checks the client against the pool in moto, as Cognito does, and issues the JWT Cognito would,
+  signed with the key moto signs that pool's tokens with, so the pool's JWKS on moto verifies it.
 - :class:`LambdaFront`: Lambda's Invoke API in front of the function under the Runtime Interface
   Emulator, which can answer chosen routes with a 500 instead: a function whose non-inference routes fail
   while its inference routes work (issue 10's image, which the inference-only checks let through).
 
-They exist only here, so the code under test talks real HTTP to real sockets and needs no test hooks.
+The canary's API is not stood in for: its test uses the project's API Gateway emulator
+(:mod:`onnx_lambda_tools.local.emulator`). They exist only here, so the code under test talks real HTTP to
+real sockets and needs no test hooks.
 """
 
 from __future__ import annotations
 
 import base64
+import binascii
 import json
 import re
 import secrets
 import threading
+import time
 import urllib.parse
+import uuid
 from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Self
 
-from onnx_lambda_tools.local.events import build_event
+import boto3
+import jwt
+from moto.utilities.utils import load_resource
+
 from onnx_lambda_tools.local.lambda_runtime import LambdaEnvironment
 
-ROUTES = {
-    ("POST", re.compile(r"^/v2/models/(?P<model_name>[^/]+)/infer$")): "POST /v2/models/{model_name}/infer",
-    ("GET", re.compile(r"^/v2/models/(?P<model_name>[^/]+)$")): "GET /v2/models/{model_name}",
-}
+#: Seconds a client_credentials access token lives (the app client's default).
+TOKEN_LIFETIME_SECONDS = 3600
 #: What the function's error boundary answers when a route fails (``internal_error_reply``), in short.
 ROUTE_FAILURE: dict[str, Any] = {
     "statusCode": 500,
@@ -101,89 +106,68 @@ class CodeDeployRecorder(_LoopbackServer):
 
 
 class TokenEndpoint(_LoopbackServer):
-    """``POST /oauth2/token`` with HTTP Basic client authentication, as a Cognito domain serves it."""
+    """``POST /oauth2/token`` with HTTP Basic client authentication, as one pool's Cognito domain serves it.
 
-    def __init__(self, client_secret: Callable[[str], str | None], scope: str) -> None:
+    The client's secret, allowed flows and scopes are read from the pool in moto (DescribeUserPoolClient).
+    The access token has a client_credentials token's claims and is signed with moto's key for every pool
+    (``kid`` and all), so a JWT authorizer with the pool's issuer and moto's JWKS URL accepts it. ``clock``
+    is the pool's time, which a test may move ahead of the caller's.
+    """
+
+    def __init__(
+        self, endpoint_url: str, user_pool_id: str, *, region: str = "us-east-1", clock: Callable[[], float] = time.time
+    ) -> None:
         super().__init__()
-        self._client_secret = client_secret
-        self._scope = scope
-        self.issued: dict[str, str] = {}  # token -> client id
+        self._cognito = boto3.client("cognito-idp", endpoint_url=endpoint_url, region_name=region,
+                                     aws_access_key_id="testing", aws_secret_access_key="testing")  # fmt: skip
+        self._user_pool_id = user_pool_id
+        self._key = jwt.PyJWK(load_resource("cognitoidp/resources/jwks-private.json"))
+        self._clock = clock
+        self.issuer = f"https://cognito-idp.{region}.amazonaws.com/{user_pool_id}"
+        self.issued: list[str] = []
         self.requests = 0
 
     def handle(self, handler: BaseHTTPRequestHandler, body: bytes) -> tuple[int, dict[str, Any]]:
         self.requests += 1
         form = dict(urllib.parse.parse_qsl(body.decode()))
         scheme, _, credentials = handler.headers.get("authorization", "").partition(" ")
-        if handler.path != "/oauth2/token" or scheme != "Basic":
+        if handler.path != "/oauth2/token" or handler.command != "POST" or scheme != "Basic":
             return 400, {"error": "invalid_request"}
-        client_id, _, secret = base64.b64decode(credentials).decode().partition(":")
-        expected = self._client_secret(client_id)
-        if expected is None or not secrets.compare_digest(secret, expected):
+        try:
+            client_id, _, secret = base64.b64decode(credentials, validate=True).decode().partition(":")
+        except (binascii.Error, UnicodeDecodeError):
+            return 400, {"error": "invalid_request"}
+        try:
+            found = self._cognito.describe_user_pool_client(UserPoolId=self._user_pool_id, ClientId=client_id)
+        except self._cognito.exceptions.ResourceNotFoundException:
             return 400, {"error": "invalid_client"}
-        if form.get("grant_type") != "client_credentials" or form.get("scope") != self._scope:
-            return 400, {"error": "invalid_grant"}
-        token = secrets.token_urlsafe(24)
-        self.issued[token] = client_id
-        return 200, {"access_token": token, "expires_in": 3600, "token_type": "Bearer"}
-
-    def revoke_all(self) -> None:
-        self.issued.clear()
-
-
-class ApiFront(_LoopbackServer):
-    """The public API's infer and model metadata routes: the JWT authorizer's decision, then the function,
-    one call at a time. A route key in ``failing`` is answered as the function answers a route that fails."""
-
-    def __init__(self, tokens: TokenEndpoint, function: LambdaEnvironment, issuer: str, scope: str) -> None:
-        super().__init__()
-        self._tokens = tokens
-        self._function = function
-        self._issuer = issuer
-        self._scope = scope
-        self._lock = threading.Lock()  # an execution environment serves one invocation at a time
-        self.failing: set[str] = set()
-        self.calls: list[str] = []
-
-    def handle(self, handler: BaseHTTPRequestHandler, body: bytes) -> tuple[int, dict[str, Any]]:
-        scheme, _, token = handler.headers.get("authorization", "").partition(" ")
-        client_id = self._tokens.issued.get(token) if scheme == "Bearer" else None
-        if client_id is None:
-            return 401, {"message": "Unauthorized"}
-        method = handler.command
-        matches = [
-            (key, found)
-            for (route_method, pattern), key in ROUTES.items()
-            if route_method == method and (found := pattern.match(handler.path)) is not None
-        ]
-        if not matches:
-            return 404, {"message": "Not Found"}
-        ((route_key, route),) = matches
-        self.calls.append(route_key)
-        event = build_event(
-            method=method,
-            path=handler.path,
-            route_key=route_key,
-            headers=[("content-type", handler.headers.get("content-type", "application/json"))] if body else [],
-            body=body or None,
-            path_parameters=route.groupdict(),
-            claims={
-                "iss": self._issuer,
-                "sub": client_id,
-                "client_id": client_id,
-                "token_use": "access",
-                "scope": self._scope,
-            },
-            scopes=[self._scope],
-        )
-        with self._lock:
-            result = self._function.invoke(event)
-        if result.function_error or not isinstance(result.payload, dict):
-            return 502, {"message": "Internal Server Error"}
-        response = ROUTE_FAILURE if route_key in self.failing else result.payload
-        text = response.get("body") or ""
-        if response.get("isBase64Encoded"):
-            text = base64.b64decode(text).decode()
-        return int(response["statusCode"]), json.loads(text) if text else {}
+        client = found["UserPoolClient"]
+        if not secrets.compare_digest(secret, client.get("ClientSecret", "")):
+            return 400, {"error": "invalid_client"}
+        if form.get("grant_type") != "client_credentials":
+            return 400, {"error": "unsupported_grant_type"}
+        if "client_credentials" not in client.get("AllowedOAuthFlows", []):
+            return 400, {"error": "unauthorized_client"}
+        allowed = client.get("AllowedOAuthScopes", [])
+        scopes = form.get("scope", "").split() or allowed
+        if not scopes or not set(scopes) <= set(allowed):
+            return 400, {"error": "invalid_scope"}
+        now = int(self._clock())
+        claims = {
+            "sub": client_id,
+            "token_use": "access",
+            "scope": " ".join(scopes),
+            "auth_time": now,
+            "iss": self.issuer,
+            "exp": now + TOKEN_LIFETIME_SECONDS,
+            "iat": now,
+            "version": 2,
+            "jti": str(uuid.uuid4()),
+            "client_id": client_id,
+        }
+        token = jwt.encode(claims, self._key.key, algorithm="RS256", headers={"kid": self._key.key_id})
+        self.issued.append(token)
+        return 200, {"access_token": token, "expires_in": TOKEN_LIFETIME_SECONDS, "token_type": "Bearer"}
 
 
 class LambdaFront(_LoopbackServer):
