@@ -129,13 +129,46 @@ def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
         default=300.0,
         help="with --lambda: stop an execution environment idle this long (default 300)",
     )
+    parser.add_argument(
+        "--parameter-overrides",
+        nargs="+",
+        default=[],
+        metavar="KEY=VALUE",
+        help="with --lambda: template parameters, as for `sam deploy` (e.g. ApiLatencyP99ThresholdMs=200)",
+    )
+    # The template's dashboard and alarms on the emulator's metrics (docs/emulator.md).
+    parser.add_argument(
+        "--monitoring-port",
+        type=int,
+        default=None,
+        help="with --lambda: the dashboard, alarms and metrics on 127.0.0.1:<port> (default: API port + 2)",
+    )
+    parser.add_argument(
+        "--monitoring-minute",
+        type=float,
+        default=60.0,
+        metavar="SECONDS",
+        help="with --lambda: how long a CloudWatch minute lasts; every period scales with it (default 60)",
+    )
+    parser.add_argument("--no-monitoring", action="store_true", help="with --lambda: no metrics, dashboard or alarms")
 
 
 def serve_command(args: argparse.Namespace) -> int:
     from onnx_lambda_tools.local.cloud import default_state_path
 
     moto_port = args.moto_port or args.port + 1
-    for name, port in (("API", args.port), ("local AWS", moto_port)):
+    ports = [("API", args.port), ("local AWS", moto_port)]
+    if args.use_lambda and not args.no_monitoring:
+        ports.append(("monitoring", monitoring_port(args)))
+    try:
+        parameter_overrides(args.parameter_overrides)
+    except ValueError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    if not args.monitoring_minute > 0:
+        print("error: --monitoring-minute must be more than 0 seconds", file=sys.stderr)
+        return 2
+    for name, port in ports:
         if not port_is_free(args.host, port):
             print(
                 f"error: port {port} ({name}) on {args.host} is in use, probably by an earlier `make serve`.\n"
@@ -181,12 +214,31 @@ def _serve(args: argparse.Namespace, deployment: LocalDeployment, state_path: Pa
             max_concurrency=args.lambda_concurrency,
             idle_seconds=args.lambda_idle_seconds,
             log_dir=state_path.parent / "lambda-logs",
+            parameters=parameter_overrides(args.parameter_overrides),
+            monitoring_port=None if args.no_monitoring else monitoring_port(args),
+            minute_seconds=args.monitoring_minute,
         )
         return
     registry = load_registry(settings)
     app = create_app(registry, settings)
     _print_next_steps(args.host, args.port, models, deployment.stack.username, state_path)
     uvicorn.run(app, host=args.host, port=args.port, log_level="warning", access_log=False)
+
+
+def monitoring_port(args: argparse.Namespace) -> int:
+    """``--monitoring-port``, else the API port + 2 (moto has + 1)."""
+    return int(args.monitoring_port) if args.monitoring_port is not None else int(args.port) + 2
+
+
+def parameter_overrides(pairs: Sequence[str]) -> dict[str, str]:
+    """``KEY=VALUE`` words as template parameters."""
+    overrides: dict[str, str] = {}
+    for pair in pairs:
+        key, separator, value = pair.partition("=")
+        if not separator or not key:
+            raise ValueError(f"--parameter-overrides takes KEY=VALUE words, got {pair!r}")
+        overrides[key] = value
+    return overrides
 
 
 def _print_next_steps(host: str, port: int, models: list[str], username: str, state_path: Path) -> None:
@@ -222,15 +274,18 @@ class ServeError(RuntimeError):
 
 @contextmanager
 def background_serve(
-    env: Mapping[str, str], log: IO[bytes], *flags: str, ready_timeout: float = 180.0
+    env: Mapping[str, str], log: IO[bytes], *flags: str, ready_timeout: float = 180.0, port: int | None = None
 ) -> Iterator[str]:
-    """``onnx-lambda serve FLAGS`` on free ports in its own process group; yields the API URL once ready.
+    """``onnx-lambda serve FLAGS`` on free ports (the API on ``port`` if given) in its own process group;
+    yields the API URL once ready.
 
-    The load tests, the soak and the integration tests all run the stack this way, and stop it as a
-    terminal's Ctrl-C would.
+    The load tests, the soak, the integration tests and the demo all run the stack this way, and stop it
+    as a terminal's Ctrl-C would.
     """
-    port = free_port()
+    port = port or free_port()
     command = [sys.executable, "-m", "onnx_lambda_tools.cli", "serve", *flags, "--port", str(port)]
+    if "--lambda" in flags and "--monitoring-port" not in flags and "--no-monitoring" not in flags:
+        command += ["--monitoring-port", str(free_port())]  # not API port + 2, which may be taken
     process = subprocess.Popen(  # noqa: S603 - our own CLI, fixed arguments
         [*command, "--moto-port", str(free_port())],
         env=dict(env),

@@ -6,23 +6,32 @@ routes that have one (401/403), build the v2 event with
 :func:`~onnx_lambda_tools.local.events.build_event` (the same builder as ``events/``), check the Lambda
 payload limit (413), invoke the route's function on its pool (429 when throttled, 503 past the
 integration timeout), and map the function's response back to HTTP (500 on a function error).
+
+Each answered request is handed to the app's ``listeners`` as a :class:`RequestRecord` (status, latency,
+integration latency): the local monitoring turns those into API Gateway's metrics. ``faults`` is the
+emulator's fault switch (:mod:`.faults`), armed from the local monitoring port, never from the API.
 """
 
 from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import json
 import logging
 import secrets
-from collections.abc import Mapping, Sequence
+import signal
+import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from starlette.types import Message, Receive, Scope, Send
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from onnx_lambda.auth import JwtVerifier
 from onnx_lambda_tools.local.emulator import gateway
+from onnx_lambda_tools.local.emulator.faults import INJECTED_FAULT_EVENT, FaultSwitch
 from onnx_lambda_tools.local.emulator.gateway import Authorized, GatewayResponse, MalformedResponse, gateway_error
 from onnx_lambda_tools.local.emulator.pool import EnvironmentPool, FunctionRuntime, Outcome
 from onnx_lambda_tools.local.emulator.routes import HttpApi, RouteMatch, load_http_api
@@ -37,6 +46,29 @@ _GATEWAY_HEADERS = frozenset({"x-forwarded-for", "x-forwarded-proto", "x-forward
 
 class _TooLarge(Exception):
     pass
+
+
+@dataclass(frozen=True, slots=True)
+class RequestRecord:
+    """One answered request, as API Gateway's metrics see it."""
+
+    request_id: str
+    method: str
+    path: str
+    route_key: str | None  # None when no route matched
+    status: int
+    timestamp: float  # epoch seconds, when the answer was ready
+    latency_ms: float  # from the request's arrival to its answer
+    integration_latency_ms: float | None  # the function's part; None when no function was called
+
+
+RequestListener = Callable[[RequestRecord], None]
+
+
+@dataclass(slots=True)
+class _Exchange:
+    route_key: str | None = None
+    integration_ms: float | None = None
 
 
 class GatewayApp:
@@ -59,6 +91,8 @@ class GatewayApp:
         self._region = region
         self._integration_timeout = integration_timeout_seconds
         self._reapers: list[asyncio.Task[None]] = []
+        self.listeners: list[RequestListener] = []
+        self.faults = FaultSwitch()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "lifespan":
@@ -93,16 +127,33 @@ class GatewayApp:
         await asyncio.gather(*(pool.close() for pool in self.pools.values()))
 
     async def _handle(self, scope: Scope, receive: Receive) -> GatewayResponse:
+        started = time.perf_counter()
         request_id = base64.b64encode(secrets.token_bytes(11)).decode()
+        exchange = _Exchange()
         try:
-            response = await self._respond(scope, receive, request_id)
+            response = await self._respond(scope, receive, request_id, exchange)
         except Exception:  # a bug here must look like API Gateway's 500, not leak a trace
             log.exception("%s: the emulator failed", request_id)
             response = gateway_error(gateway.FUNCTION_ERROR)
         response.headers.append(("apigw-requestid", request_id))
+        record = RequestRecord(
+            request_id=request_id,
+            method=scope["method"],
+            path=scope["path"],
+            route_key=exchange.route_key,
+            status=response.status,
+            timestamp=time.time(),
+            latency_ms=(time.perf_counter() - started) * 1000,
+            integration_latency_ms=exchange.integration_ms,
+        )
+        for listener in self.listeners:
+            try:
+                listener(record)
+            except Exception:  # monitoring must never fail a request
+                log.exception("%s: a request listener failed", request_id)
         return response
 
-    async def _respond(self, scope: Scope, receive: Receive, request_id: str) -> GatewayResponse:
+    async def _respond(self, scope: Scope, receive: Receive, request_id: str, exchange: _Exchange) -> GatewayResponse:
         headers = [(name.decode("latin-1"), value.decode("latin-1")) for name, value in scope["headers"]]
         declared = next((value for name, value in headers if name == "content-length"), None)
         if declared is not None and declared.isdigit() and int(declared) > gateway.MAX_REQUEST_BYTES:
@@ -111,6 +162,7 @@ class GatewayApp:
         matched = self.api.match(method, scope["path"])
         if matched is None:
             return gateway_error(gateway.NOT_FOUND)
+        exchange.route_key = matched.route.key
         try:
             body = await _read_body(receive, gateway.MAX_REQUEST_BYTES)
         except _TooLarge:
@@ -127,7 +179,7 @@ class GatewayApp:
         payload = json.dumps(event, separators=(",", ":")).encode()
         if len(payload) > gateway.MAX_INVOKE_PAYLOAD_BYTES:
             return gateway_error(gateway.PAYLOAD_TOO_LARGE)
-        return await self._integrate(matched, payload)
+        return await self._integrate(matched, payload, exchange)
 
     def _event(
         self,
@@ -164,7 +216,7 @@ class GatewayApp:
             event["rawPath"] = raw_path.decode("latin-1")
         return event
 
-    async def _integrate(self, matched: RouteMatch, payload: bytes) -> GatewayResponse:
+    async def _integrate(self, matched: RouteMatch, payload: bytes, exchange: _Exchange) -> GatewayResponse:
         pool = self.pools.get(matched.route.function)
         if pool is None:
             log.error("%s: no local runtime for function %s", matched.route.key, matched.route.function)
@@ -172,7 +224,12 @@ class GatewayApp:
         timeout = matched.route.integration_timeout_seconds
         if self._integration_timeout is not None:
             timeout = min(timeout, self._integration_timeout)
+        if self.faults.take_function_error():
+            log.warning("%s: injecting a function error (the emulator's fault switch)", matched.route.key)
+            payload = INJECTED_FAULT_EVENT
+        started = time.perf_counter()
         invocation = await pool.invoke(payload, integration_timeout=timeout)
+        exchange.integration_ms = (time.perf_counter() - started) * 1000
         if invocation.outcome is Outcome.THROTTLED:
             return gateway_error(gateway.THROTTLED)
         if invocation.outcome is Outcome.INTEGRATION_TIMEOUT:
@@ -249,8 +306,40 @@ def build_gateway(
     return GatewayApp(api, pools, verifier, region=region, integration_timeout_seconds=integration_timeout_seconds)
 
 
-def serve_gateway(app: GatewayApp, *, host: str, port: int) -> None:
-    """Serve until interrupted; the environments are stopped on the way out."""
+def serve_gateway(app: GatewayApp, *, host: str, port: int, extra: tuple[ASGIApp, str, int] | None = None) -> None:
+    """Serve until interrupted; the environments are stopped on the way out. ``extra``: another app (the
+    monitoring port), served by the same process on ``(host, port)`` until the API stops."""
     import uvicorn
 
-    uvicorn.run(app, host=host, port=port, log_level="warning", access_log=False, server_header=False, lifespan="on")
+    def config(served: ASGIApp, bind: str, on: int) -> uvicorn.Config:
+        return uvicorn.Config(
+            served, host=bind, port=on, log_level="warning", access_log=False, server_header=False, lifespan="on"
+        )
+
+    if extra is None:
+        uvicorn.Server(config(app, host, port)).run()
+        return
+
+    class _Quiet(uvicorn.Server):
+        """Leaves the signals to ``both``, which stops the two servers together."""
+
+        @contextlib.contextmanager
+        def capture_signals(self) -> Iterator[None]:
+            yield
+
+    servers = (_Quiet(config(app, host, port)), _Quiet(config(*extra)))
+
+    async def both() -> None:
+        def stop() -> None:
+            for server in servers:
+                server.should_exit = True
+
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop)
+        tasks = [asyncio.create_task(server.serve()) for server in servers]
+        await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+        stop()  # one stopped (or failed to start): so does the other
+        await asyncio.gather(*tasks)
+
+    asyncio.run(both())

@@ -13,6 +13,9 @@ breaks on concurrent ones, so the pool never hands an environment to two request
 The runtime initialises lazily, on the first invocation, so ``Init Duration`` is measured from the
 environment's start until the runtime first asks for work (its first connection to the Runtime API,
 seen in ``/proc/net/tcp``). Where ``/proc`` is missing the whole first invocation counts as init.
+
+Every invocation, throttled ones included, is handed to the pool's ``listeners`` as an
+:class:`InvocationRecord` once it is settled: the local monitoring turns those into Lambda's metrics.
 """
 
 from __future__ import annotations
@@ -82,6 +85,27 @@ class Invocation:
     environment: int | None = None  # which environment served it (a serial number)
 
 
+@dataclass(frozen=True, slots=True)
+class InvocationRecord:
+    """A settled invocation (or a throttled request), with what Lambda's metrics and REPORT line say of it."""
+
+    function_name: str
+    request_id: str
+    outcome: Outcome
+    timestamp: float  # epoch seconds, when it settled
+    duration_ms: float | None = None  # None when throttled
+    init_ms: float | None = None  # a cold start's Init Duration
+    error_type: str | None = None
+    concurrency: int = 0  # invocations in flight in this pool when it started, itself included
+    memory_mb: int = 0
+    max_memory_mb: int | None = None
+    #: The log stream of the environment that served it (where its EMF lines are), if logs are kept.
+    log_path: Path | None = None
+
+
+InvocationListener = Callable[[InvocationRecord], None]
+
+
 @dataclass
 class PoolStats:
     cold_starts: int = 0
@@ -99,6 +123,7 @@ class _Environment:
     serial: int
     runtime: LambdaEnvironment
     directory: Path
+    log_path: Path | None = None
     last_used: float = field(default_factory=time.monotonic)
     invocations: int = 0
 
@@ -120,6 +145,7 @@ class _Call:
     payload: bytes = b""
     error_type: str | None = None
     discard: bool = False
+    concurrency: int = 0
 
 
 StartEnvironment = Callable[[FunctionRuntime, Path, Path | None], LambdaEnvironment]
@@ -162,6 +188,7 @@ class EnvironmentPool:
         self.max_concurrency = max_concurrency
         self.idle_seconds = idle_seconds
         self.stats = PoolStats()
+        self.listeners: list[InvocationListener] = []
         self._start = start
         self._idle: list[_Environment] = []  # most recently used last
         self._in_flight: set[_Call] = set()  # invocations holding (or starting) an environment
@@ -190,10 +217,12 @@ class EnvironmentPool:
         if environment is None and self.environments >= self.max_concurrency:
             self.stats.throttles += 1
             log.info("Throttled %s: all %d environments are busy", request_id, self.max_concurrency)
+            self._tell(InvocationRecord(self.runtime.function_name, request_id, Outcome.THROTTLED, time.time()))
             return Invocation(Outcome.THROTTLED, request_id)
         self.stats.invocations += 1
         call = _Call(request_id, event, environment)
         self._in_flight.add(call)
+        call.concurrency = len(self._in_flight)
         loop = asyncio.get_running_loop()
         future = loop.run_in_executor(self._executor, self._run, call)
         done, _ = await asyncio.wait({future}, timeout=integration_timeout)
@@ -262,7 +291,7 @@ class EnvironmentPool:
         if self.runtime.log_dir is not None:
             self.runtime.log_dir.mkdir(parents=True, exist_ok=True)
             log_path = self.runtime.log_dir / f"{self._started}-environment-{serial:04d}.log"
-        return _Environment(serial, self._start(self.runtime, directory, log_path), directory)
+        return _Environment(serial, self._start(self.runtime, directory, log_path), directory, log_path)
 
     def _invoke(self, call: _Call, environment: _Environment) -> None:
         runtime = environment.runtime
@@ -327,15 +356,40 @@ class EnvironmentPool:
             self.stats.function_errors += 1
             if call.error_type == "Sandbox.Timedout":
                 self.stats.timeouts += 1
-        self._report(call, abandoned)
+        duration = self._report(call, abandoned)
+        if abandoned:
+            outcome = Outcome.INTEGRATION_TIMEOUT
+        else:
+            outcome = Outcome.SUCCESS if call.error_type is None else Outcome.FUNCTION_ERROR
+        self._tell(
+            InvocationRecord(
+                self.runtime.function_name,
+                call.request_id,
+                outcome,
+                time.time(),
+                duration_ms=duration,
+                init_ms=call.init_ms,
+                error_type=call.error_type or ("Sandbox.Timedout" if abandoned else None),
+                concurrency=call.concurrency,
+                memory_mb=self.runtime.memory_mb,
+                max_memory_mb=call.max_memory_mb,
+                log_path=environment.log_path if environment else None,
+            )
+        )
         serial = environment.serial if environment else None
-        if call.error_type is None and not abandoned:
+        if outcome is Outcome.SUCCESS:
             return Invocation(Outcome.SUCCESS, call.request_id, call.payload, cold=call.cold, environment=serial)
-        outcome = Outcome.INTEGRATION_TIMEOUT if abandoned else Outcome.FUNCTION_ERROR
         return Invocation(outcome, call.request_id, error_type=call.error_type, cold=call.cold, environment=serial)
 
-    def _report(self, call: _Call, abandoned: bool) -> None:
-        """Lambda's REPORT line: one per invocation; a cold start's carries ``Init Duration``."""
+    def _tell(self, record: InvocationRecord) -> None:
+        for listener in self.listeners:
+            try:
+                listener(record)
+            except Exception:  # monitoring must never fail an invocation
+                log.exception("%s: an invocation listener failed", record.request_id)
+
+    def _report(self, call: _Call, abandoned: bool) -> float:
+        """Lambda's REPORT line: one per invocation; a cold start's carries ``Init Duration``. The duration."""
         if abandoned:
             duration = (time.perf_counter() - call.started) * 1000 - (call.init_ms or 0.0)
         else:
@@ -355,6 +409,7 @@ class EnvironmentPool:
         elif call.error_type is not None:
             parts.append(f"Status: error\tError Type: {call.error_type}")
         log.info("\t".join(parts))
+        return duration
 
     def _abandon(self, call: _Call) -> None:
         call.abandoned.set()
