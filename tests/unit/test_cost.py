@@ -7,24 +7,30 @@ import math
 import re
 from dataclasses import replace
 from pathlib import Path
+from statistics import NormalDist
 
 import pytest
 
 from onnx_lambda_tools.cli import main
-from onnx_lambda_tools.cost.lambda_sizing import AmdahlFit, basis, billed_ms, vcpus
+from onnx_lambda_tools.cost.lambda_sizing import Z_P99, AmdahlFit, Durations, basis, billed_ms, spread_from, vcpus
 from onnx_lambda_tools.cost.measurements import FALLBACK, Measurements, WorkloadTiming, load_measurements
 from onnx_lambda_tools.cost.memory_advice import advise
+from onnx_lambda_tools.cost.metrics import billed_metrics
 from onnx_lambda_tools.cost.model import (
     Scenario,
     break_even,
+    canary_tokens_per_month,
+    custom_metrics,
     lambda_compute_cost,
     resolve,
     sagemaker_instances,
     sagemaker_realtime_cost,
     sagemaker_serverless_cost,
     stack_breakdown,
+    xray_traces,
 )
 from onnx_lambda_tools.cost.prices import PriceBookError, load_prices
+from onnx_lambda_tools.cost.report import unit_price
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -120,15 +126,18 @@ def test_the_monthly_bill_matches_the_hand_computation(round_prices):
         "cloudwatch.custom_metric CloudWatch custom metrics": 3.00,  # 10 x $0.30
         "cloudwatch.alarm CloudWatch alarms": 0.50,  # 5 x $0.10
         "cloudwatch.dashboard CloudWatch dashboard": 3.00,  # 1 x $3
-        "xray.trace_recorded X-Ray traces": 10.00,  # 2,000,000 < 2,628,000 s a month: every request, x $0.000005
+        # 2,000,000 a month is r = 0.761035 a second. A second records its first request and 5 % of the rest:
+        # 0.95 x (1 - e^-0.761035) + 0.05 x 0.761035 = 0.95 x 0.532817 + 0.038052 = 0.544228 a second,
+        # x 2,628,000 s = 1,430,232 traces (not all 2,000,000: some seconds get two) x $0.000005
+        "xray.trace_recorded X-Ray traces": 7.1511591,
     }
     assert items.keys() == expected.keys()
     for key, usd in expected.items():
         assert items[key] == pytest.approx(usd, rel=1e-6), key
     breakdown = stack_breakdown(HAND_CASE, MEASURED, round_prices)
-    # 0.40 + 0.12 + 0.40 + 2.00 + 2.048 + 120 + 10 + 4.38 + 0.08 + 1.00 + 0.0591781 + 3 + 0.50 + 3 + 10 = 156.9871781
-    assert breakdown.total == pytest.approx(156.9871781, rel=1e-9)
-    assert breakdown.per_million == pytest.approx(78.49358905, rel=1e-9)  # 156.9871781 / 2
+    # 0.40 + 0.12 + 0.40 + 2.00 + 2.048 + 120 + 10 + 4.38 + 0.08 + 1.00 + 0.0591781 + 3 + 0.50 + 3 + 7.1511591
+    assert breakdown.total == pytest.approx(154.1383372, rel=1e-8)
+    assert breakdown.per_million == pytest.approx(77.0691686, rel=1e-8)  # 154.1383372 / 2
     assert lambda_compute_cost(HAND_CASE, MEASURED, round_prices) == pytest.approx(0.92)  # 0.40 + 0.12 + 0.40
 
 
@@ -139,15 +148,18 @@ def test_the_free_tiers_and_the_canary_are_counted(round_prices):
     assert by_name["Lambda duration, warm"].quantity == 0  # 12,000 GB-s inside the 400,000 free
     assert by_name["Lambda duration, INIT"].quantity == 0  # 40,000 more GB-s, still inside
     assert by_name["Cognito user MAUs"].quantity == 2_000  # 12,000 - 10,000 free
-    assert by_name["X-Ray traces"].quantity == 1_900_000  # 2,000,000 - 100,000 free
+    assert by_name["X-Ray traces"].quantity == pytest.approx(1_330_232, abs=1)  # 1,430,232 - 100,000 free
     canary = stack_breakdown(replace(HAND_CASE, canary=True), MEASURED, round_prices)
     # The canary runs 8,760 times a month (every 5 minutes for 730 h):
     #   inference Lambda requests 8,760 x $0.0000002 = 0.001752; API calls 8,760 x $0.000001 = 0.00876;
     #   logs 8,760 x 1,000 B = 0.00876 GB x $0.50 = 0.00438, kept 30/30.41667 months x $0.03 = 0.0002592;
-    #   730 tokens (one an hour) x $0.002 = 1.46; its own requests 8,760 x $0.0000002 = 0.001752 and
-    #   8,760 x 1 s x 0.25 GB = 2,190 arm64 GB-s x $0.000008 = 0.01752.
-    # 0.001752 + 0.00876 + 0.00438 + 0.0002592 + 1.46 + 0.001752 + 0.01752 = 1.4944232
-    assert canary.total - stack_breakdown(HAND_CASE, MEASURED, round_prices).total == pytest.approx(1.4944232)
+    #   730 tokens (one every 12 runs: a 60-minute token is dropped 2 minutes early, the 12th run comes 55
+    #   minutes after the fetch, the 13th 60) x $0.002 = 1.46; its own requests 8,760 x $0.0000002 = 0.001752
+    #   and 8,760 x 1 s x 0.25 GB = 2,190 arm64 GB-s x $0.000008 = 0.01752;
+    #   X-Ray: the inference function's 2,008,760 calls record 1,434,551.2 traces against 1,430,231.8 without
+    #   the canary, 4,319.4 x $0.000005 = 0.0215971; the canary's own function one a run, 8,760 x $0.000005 = 0.0438.
+    # 0.001752 + 0.00876 + 0.00438 + 0.0002592 + 1.46 + 0.001752 + 0.01752 + 0.0215971 + 0.0438 = 1.5598203
+    assert canary.total - stack_breakdown(HAND_CASE, MEASURED, round_prices).total == pytest.approx(1.5598203)
 
 
 def test_api_gateway_tiers_and_payload_units(round_prices):
@@ -309,3 +321,122 @@ def test_measurements_come_from_the_newest_files(tmp_path):
 
 def resolve_init(measurements: Measurements, memory_mb: int) -> float:
     return resolve(Scenario(memory_mb=memory_mb), measurements).init_ms
+
+
+def test_each_invocation_is_rounded_up_on_its_own():
+    """E[ceil(d)] of a log-normal, against the mean of ceil over 200,000 evenly spaced quantiles (stdlib inverse)."""
+    sigma = math.log(5.1 / 2.99) / NormalDist().inv_cdf(0.99)  # the container's p50 2.99 ms, p99 5.1 ms
+    assert spread_from(2.99, 5.1, Z_P99) == pytest.approx(sigma)
+    durations = Durations(2.99, sigma)
+    n = 200_000
+    reference = (
+        sum(max(1, math.ceil(2.99 * math.exp(sigma * NormalDist().inv_cdf((i + 0.5) / n)))) for i in range(n)) / n
+    )
+    assert durations.expected_billed_ms() == pytest.approx(reference, abs=2e-3)
+    # Not the rounded mean: the mean is 3.07 ms, which would bill 4 ms; about half the calls bill 3 ms.
+    assert durations.mean_ms == pytest.approx(2.99 * math.exp(sigma**2 / 2))
+    assert billed_ms(durations.mean_ms) == 4
+    assert 3.5 < durations.expected_billed_ms() < 3.65
+    # A constant duration bills its own ceiling; twice as slow is the same shape scaled.
+    assert Durations(2.5).expected_billed_ms() == 3
+    assert Durations(0.2).expected_billed_ms() == 1
+    assert durations.scaled(2).median_ms == pytest.approx(5.98)
+    assert Durations.with_mean(4.0, 0.3).mean_ms == pytest.approx(4.0)
+
+
+def test_xray_records_a_reservoir_a_second_and_five_percent_of_the_rest():
+    """Traces a month against the expectation over the Poisson pmf, summed term by term, either side of 1/s."""
+    seconds = 730 * 3600
+    for requests in (100_000, 2_000_000, 10_000_000, 300_000_000):
+        rate = requests / seconds
+        per_second = 0.0
+        for k in range(int(rate * 10) + 30):
+            pmf = math.exp(k * math.log(rate) - rate - math.lgamma(k + 1))
+            per_second += pmf * (min(k, 1) + 0.05 * max(k - 1, 0))  # the first of the second, 5 % of the rest
+        assert xray_traces(requests) == pytest.approx(per_second * seconds, rel=1e-6), requests
+    # Far below 1/s nearly every request is the first of its second; far above, 1/s + 5 % of the rest.
+    assert xray_traces(10_000) == pytest.approx(10_000, rel=0.01)
+    assert xray_traces(1e10) == pytest.approx(seconds + 0.05 * (1e10 - seconds), rel=1e-6)
+    assert xray_traces(0) == 0
+
+
+def test_the_canary_fetches_a_token_when_its_cached_one_is_within_two_minutes_of_expiry():
+    # 60-minute tokens, usable 58 minutes, a run every 5: the 12th run after the fetch is at 55 min, the 13th at 60.
+    assert canary_tokens_per_month(Scenario()) == 8_760 / 12
+    # 10-minute tokens, usable 8 minutes: every second run.
+    assert canary_tokens_per_month(Scenario(token_validity_minutes=10)) == 8_760 / 2
+    assert canary_tokens_per_month(Scenario(canary_tokens_per_month=8_760)) == 8_760  # a new environment every run
+    assert canary_tokens_per_month(Scenario(canary=False)) == 0
+
+
+def test_custom_metrics_are_counted_per_model_version():
+    # ColdStart; ModelLoadTime, ModelBytes, InferenceTime, BatchSize, Tokens for the embeddings version;
+    # the canary's Availability and Latency.
+    assert billed_metrics() == 1 + 5 + 2
+    assert billed_metrics(failures=True) == 9  # + ModelLoadFailure
+    assert billed_metrics(1, 1) == 1 + 5 + 4 + 2  # a tabular model has no Tokens
+    assert billed_metrics(2, canary=False) == 1 + 10
+    assert custom_metrics(Scenario()) == 8
+    assert custom_metrics(Scenario(embedding_model_versions=2)) == 13  # a version replaced in the month
+    assert custom_metrics(Scenario(custom_metrics=3)) == 3
+    with pytest.raises(ValueError, match="model version"):
+        Scenario(embedding_model_versions=-1)
+
+
+def test_init_and_warm_come_from_the_functions_container(tmp_path):
+    (tmp_path / "bench" / "results").mkdir(parents=True)
+    container = {
+        "memory_mb": 2048,
+        "init_duration_ms": 700.0,
+        "init_duration_all_ms": [690.2, 700.0, 720.4],
+        "duration_p50_ms": 2.99,
+        "duration_p99_ms": 5.1,
+    }
+    (tmp_path / "bench" / "results" / "2026-02-02.json").write_text(json.dumps({"container": container}))
+    measured = replace(load_measurements(tmp_path), workloads=MEASURED.workloads,
+                       init_one_thread_ms=1500.0, init_two_threads_ms=1000.0)  # fmt: skip
+    assert measured.container is not None
+    assert measured.container.tracing  # the function's own container: the image's LAMBDA_TASK_ROOT, nothing off
+    at_2048 = resolve(Scenario(memory_mb=2048), measured)
+    # Each cold start billed on its own: 691 + 700 + 721 = 2,112 / 3 = 704 ms; the mean is 703.53 ms.
+    assert at_2048.init_billed_ms == pytest.approx(704.0)
+    assert at_2048.init_ms == pytest.approx(703.5333333)
+    assert at_2048.warm.median_ms == pytest.approx(2.99)
+    assert at_2048.warm_basis == "measured"
+    # 1,769 MB: init fit 1,500 / 1,000 ms at 1 / 2 vCPUs (p = 2/3), at 1.1577 vCPUs 1,500 x (1/3 + (2/3) / 1.1577)
+    # = 1,363.7 ms, so INIT is 1,500 / 1,363.7 = 1.0999 times the container's; warm likewise with 4.5 / 3.0 ms.
+    at_1769 = resolve(Scenario(memory_mb=1769), measured)
+    ratio = 1500.0 / (1500.0 * (1 / 3 + (2 / 3) / (2048 / 1769)))
+    assert at_1769.init_ms == pytest.approx(703.5333333 * ratio)
+    assert at_1769.warm.median_ms == pytest.approx(2.99 * ratio)
+    assert at_1769.warm_basis == "interpolated"
+    # Another workload keeps the in-process mean; a container section that says tracing was off is believed.
+    container["tracing"] = "off"
+    (tmp_path / "bench" / "results" / "2026-02-02.json").write_text(json.dumps({"container": container}))
+    stated = load_measurements(tmp_path).container
+    assert stated is not None
+    assert not stated.tracing
+
+
+def test_the_bench_container_runs_the_function_with_tracing_on(monkeypatch):
+    """The container section's environment, as bench/container.py builds it, makes the handler load X-Ray."""
+    from onnx_lambda.observability import tracing_enabled
+    from onnx_lambda_tools.local.containers import function_environment
+
+    image_env = (ROOT / "containers" / "lambda-python" / "Dockerfile").read_text()
+    assert re.search(r"^\s*LAMBDA_TASK_ROOT=/var/task", image_env, re.MULTILINE), "the image sets LAMBDA_TASK_ROOT"
+    assert "POWERTOOLS_TRACE_DISABLED" not in (ROOT / "template.yaml").read_text()
+    for name in ("POWERTOOLS_TRACE_DISABLED", "AWS_SAM_LOCAL", "AWS_CHALICE_CLI_MODE", "LAMBDA_TASK_ROOT"):
+        monkeypatch.delenv(name, raising=False)
+    environment = function_environment({"ONNX_LAMBDA_MODELS": "s3://bucket/model.onnx"}, 2048)
+    for name, value in {**environment, "LAMBDA_TASK_ROOT": "/var/task"}.items():
+        monkeypatch.setenv(name, value)
+    assert tracing_enabled()
+
+
+def test_unit_prices_keep_their_precision():
+    assert unit_price(0.115) == "$0.115"
+    assert unit_price(0.102) == "$0.102"
+    assert unit_price(1.66667e-05) == "$0.0000166667"
+    document = (ROOT / "docs" / "cost.md").read_text()
+    assert "ml.m5.large at $0.115 an hour" in document

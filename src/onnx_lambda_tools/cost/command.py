@@ -78,7 +78,12 @@ def add_cost_arguments(parser: argparse.ArgumentParser) -> None:
         default=defaults.architecture,
         help="arm64 is priced lower; its speed is assumed equal (measured on x86_64)",
     )
-    parser.add_argument("--duration-ms", type=float, help="warm invocation time at this memory (default: modelled)")
+    parser.add_argument(
+        "--duration-ms",
+        type=float,
+        help="mean warm invocation time at this memory, billed per invocation with the measured spread "
+        "(default: modelled)",
+    )
     parser.add_argument("--init-ms", type=float, help="INIT time at this memory (default: modelled)")
     parser.add_argument(
         "--cold-start-rate",
@@ -101,7 +106,21 @@ def add_cost_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--token-validity-minutes", type=int, default=defaults.token_validity_minutes)
     parser.add_argument("--log-bytes-per-request", type=int, default=defaults.log_bytes_per_request)
     parser.add_argument("--log-retention-days", type=int, default=defaults.log_retention_days)
+    parser.add_argument(
+        "--embedding-model-versions",
+        type=int,
+        default=defaults.embedding_model_versions,
+        help="embeddings model versions served in the month; each adds its own custom metrics (default %(default)s)",
+    )
+    parser.add_argument("--other-model-versions", type=int, default=defaults.other_model_versions)
+    parser.add_argument("--custom-metrics", type=int, help="billed custom metrics (default: what the code emits)")
     parser.add_argument("--no-canary", action="store_true", help="leave out the synthetic canary")
+    parser.add_argument(
+        "--canary-tokens-per-month",
+        type=float,
+        help="the canary's token requests (default: one per token lifetime, its environment kept warm; "
+        "8760 if every run starts a new environment)",
+    )
     parser.add_argument("--free-tier", action="store_true", help="apply the always-free tiers")
     parser.add_argument(
         "--sagemaker-instance",
@@ -139,7 +158,11 @@ def scenario_from(args: argparse.Namespace) -> Scenario:
         token_validity_minutes=args.token_validity_minutes,
         log_bytes_per_request=args.log_bytes_per_request,
         log_retention_days=args.log_retention_days,
+        embedding_model_versions=args.embedding_model_versions,
+        other_model_versions=args.other_model_versions,
+        custom_metrics=args.custom_metrics,
         canary=not args.no_canary,
+        canary_tokens_per_month=args.canary_tokens_per_month,
         free_tier=args.free_tier,
         sagemaker_instance=args.sagemaker_instance,
         sagemaker_min_instances=args.sagemaker_min_instances,
@@ -191,7 +214,9 @@ def _text_report(scenario: Scenario, breakdown: Breakdown, measurements: Measure
         f"{volume(scenario.requests_per_month)} requests/month of {WORKLOAD_LABELS.get(scenario.workload)} at "
         f"{scenario.memory_mb} MB {scenario.architecture}: warm {resolved.warm_ms:.2f} ms ({resolved.warm_basis}), "
         f"INIT {resolved.init_ms:,.0f} ms, {scenario.cold_start_rate:.2%} cold starts",
-        f"measurements: {measurements.source}; prices: {prices.region}, see docs/cost.md for sources",
+        f"measurements: {measurements.source}"
+        + (f", {measurements.bench_source} (the function's container)" if measurements.container else "")
+        + f"; prices: {prices.region}, see docs/cost.md for sources",
         "",
     ]
     width = max(len(item.item) for item in breakdown.items)

@@ -69,3 +69,62 @@ class AmdahlFit:
 def billed_ms(duration_ms: float) -> int:
     """Lambda bills duration in whole milliseconds, rounded up, with at least 1 ms."""
     return max(1, math.ceil(duration_ms - 1e-9))
+
+
+#: Standard normal quantiles of the percentiles the measurements report.
+Z_P90: Final = 1.2815515655446004
+Z_P99: Final = 2.3263478740408408
+
+
+def spread_from(p50_ms: float, upper_ms: float, z: float) -> float:
+    """The log-normal ``sigma`` through a median and an upper percentile (``z`` its normal quantile)."""
+    if p50_ms <= 0 or upper_ms <= p50_ms:
+        return 0.0
+    return math.log(upper_ms / p50_ms) / z
+
+
+@dataclass(frozen=True)
+class Durations:
+    """Per-invocation durations as a log-normal: each invocation is rounded up on its own, so the bill
+    depends on the spread, not only on the mean (a 2.5 ms mean bills 3 ms only if every call is 2-3 ms).
+
+    ``sigma`` 0 is a constant duration.
+    """
+
+    median_ms: float
+    sigma: float = 0.0
+
+    @classmethod
+    def with_mean(cls, mean_ms: float, sigma: float) -> Durations:
+        return cls(mean_ms * math.exp(-sigma * sigma / 2), sigma)
+
+    @property
+    def mean_ms(self) -> float:
+        return self.median_ms * math.exp(self.sigma * self.sigma / 2)
+
+    def scaled(self, factor: float) -> Durations:
+        """The same shape, every invocation ``factor`` times as long (another CPU share)."""
+        return Durations(self.median_ms * factor, self.sigma)
+
+    def exceeds(self, ms: float) -> float:
+        """P(duration > ``ms``)."""
+        if ms <= 0:
+            return 1.0
+        if self.sigma == 0:
+            return 1.0 if self.median_ms > ms else 0.0
+        return 0.5 * math.erfc(math.log(ms / self.median_ms) / (self.sigma * math.sqrt(2)))
+
+    def expected_billed_ms(self) -> float:
+        """E[max(1, ceil(d))]: the mean of what Lambda bills, invocation by invocation.
+
+        ``ceil(d) = sum over k >= 0 of [d > k]``, so its mean is ``1 + sum over k >= 1 of P(d > k)``.
+        """
+        if self.sigma == 0:
+            return float(billed_ms(self.median_ms))
+        total, k = 1.0, 1
+        while True:
+            tail = self.exceeds(k)
+            if tail < 1e-12 and k > self.median_ms:
+                return total
+            total += tail
+            k += 1

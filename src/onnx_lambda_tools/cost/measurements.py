@@ -5,6 +5,13 @@ They come from the newest ``bench/thread-scaling/<date>.json`` (written by ``onn
 bench``; without either, from :data:`FALLBACK`, figures measured on the development machine and
 written down in ``docs/cost.md``. Every consumer reads them through :class:`Measurements`, which
 says where each number came from.
+
+The bench's ``container`` section is the closest thing to Lambda's own bill: the function's image under
+the template's MemorySize and Lambda's CPU quota, its Runtime Interface Emulator reporting each cold
+start's Init Duration and each invocation's Duration, as Lambda would. Tracing is on there as deployed
+(``Tracing: Active``): the image sets ``LAMBDA_TASK_ROOT`` and nothing sets ``POWERTOOLS_TRACE_DISABLED``,
+so the X-Ray SDK loads during init. When that section exists, INIT and the warm Duration of the request
+it sent come from it (:class:`ContainerMeasurement`).
 """
 
 from __future__ import annotations
@@ -14,6 +21,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Final
+
+from onnx_lambda_tools.cost.lambda_sizing import Z_P90, spread_from
 
 
 class MeasurementError(Exception):
@@ -28,6 +37,29 @@ class WorkloadTiming:
     two_threads_ms: float
     request_bytes: int
     response_bytes: int
+    #: The spread of single invocations (log-normal sigma, from p50 and p90) at 1 and 2 threads; 0 = unknown.
+    one_thread_sigma: float = 0.0
+    two_threads_sigma: float = 0.0
+
+
+@dataclass(frozen=True)
+class ContainerMeasurement:
+    """The function's container under Lambda's limits at one memory size (``make bench``'s ``container``)."""
+
+    memory_mb: int
+    #: Init Duration of each fresh container, as the emulator's INIT REPORT gave it.
+    init_ms: tuple[float, ...]
+    #: Warm Duration percentiles (REPORT lines) of one request type, the workload named here.
+    workload: str
+    duration_p50_ms: float
+    duration_p99_ms: float
+    #: Whether the X-Ray SDK was loaded during init, and why the model says so.
+    tracing: bool
+    tracing_basis: str
+
+    @property
+    def init_mean_ms(self) -> float:
+        return sum(self.init_ms) / len(self.init_ms)
 
 
 @dataclass(frozen=True)
@@ -43,6 +75,8 @@ class Measurements:
     #: Fresh process to first response from ``make bench`` (model from local S3), when available.
     cold_start_ms: float | None = None
     bench_source: str | None = None
+    #: ``make bench``'s container section, when available: INIT and the warm Duration come from it.
+    container: ContainerMeasurement | None = None
     notes: tuple[str, ...] = field(default_factory=tuple)
 
     def workload(self, name: str) -> WorkloadTiming:
@@ -91,6 +125,8 @@ def read_thread_scaling(path: Path) -> Measurements:
                 two_threads_ms=float(two["workloads"][name]["mean_ms"]),
                 request_bytes=int(timing["request_bytes"]),
                 response_bytes=int(timing["response_bytes"]),
+                one_thread_sigma=_sigma(timing),
+                two_threads_sigma=_sigma(two["workloads"][name]),
             )
             for name, timing in one["workloads"].items()
         }
@@ -107,6 +143,51 @@ def read_thread_scaling(path: Path) -> Measurements:
         raise MeasurementError(f"cannot read {path}: {error}") from None
     except (KeyError, TypeError, AttributeError) as error:
         raise MeasurementError(f"{path} is not a thread-scaling file: missing {error}") from None
+
+
+def _sigma(timing: Mapping[str, Any]) -> float:
+    """The log-normal spread through a workload's p50 and p90, 0 when the file has no percentiles."""
+    if "p50_ms" not in timing or "p90_ms" not in timing:
+        return 0.0
+    return spread_from(float(timing["p50_ms"]), float(timing["p90_ms"]), Z_P90)
+
+
+#: The request the bench's container section sends (events/embeddings.json, one short sentence).
+CONTAINER_WORKLOAD: Final = "embeddings-1"
+
+
+def container_from_bench(document: Any, source: str) -> ContainerMeasurement | None:
+    """The ``container`` section of a ``make bench`` report, if it ran.
+
+    The section records no tracing flag of its own: it runs the image's own entrypoint with the
+    template's variables, so the image's ``LAMBDA_TASK_ROOT`` is set and ``POWERTOOLS_TRACE_DISABLED``
+    is not, and the handler loads the X-Ray SDK as it does in Lambda (``tests/unit/test_cost.py``
+    checks that environment against :func:`onnx_lambda.observability.tracing_enabled`). A section
+    that does say (``"tracing"``) is taken at its word.
+    """
+    section = document.get("container") if isinstance(document, Mapping) else None
+    if not isinstance(section, Mapping) or "init_duration_ms" not in section:
+        return None
+    try:
+        inits = section.get("init_duration_all_ms") or [section["init_duration_ms"]]
+        stated = section.get("tracing")
+        tracing = stated is None or stated is True or str(stated).lower().startswith(("active", "on"))
+        basis = (
+            f"stated by {source}"
+            if stated is not None
+            else "the image's own entrypoint and environment: LAMBDA_TASK_ROOT set, POWERTOOLS_TRACE_DISABLED unset"
+        )
+        return ContainerMeasurement(
+            memory_mb=int(section["memory_mb"]),
+            init_ms=tuple(float(value) for value in inits),
+            workload=CONTAINER_WORKLOAD,
+            duration_p50_ms=float(section["duration_p50_ms"]),
+            duration_p99_ms=float(section["duration_p99_ms"]),
+            tracing=tracing,
+            tracing_basis=basis,
+        )
+    except (KeyError, TypeError, ValueError) as error:
+        raise MeasurementError(f"{source}: the container section lacks {error}") from None
 
 
 def cold_start_from_bench(document: Any) -> float | None:
@@ -147,8 +228,14 @@ def load_measurements(root: Path) -> Measurements:
     bench = newest_json(root / "bench" / "results")
     if bench is None:
         return replace(measurements, notes=(*measurements.notes, "no make bench results found"))
+    source = f"bench/results/{bench.name}"
     try:
-        cold = cold_start_from_bench(json.loads(bench.read_text(encoding="utf-8")))
+        document = json.loads(bench.read_text(encoding="utf-8"))
     except (OSError, ValueError) as error:
         raise MeasurementError(f"cannot read {bench}: {error}") from None
-    return replace(measurements, cold_start_ms=cold, bench_source=f"bench/results/{bench.name}")
+    return replace(
+        measurements,
+        cold_start_ms=cold_start_from_bench(document),
+        bench_source=source,
+        container=container_from_bench(document, source),
+    )

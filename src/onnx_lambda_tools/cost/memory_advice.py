@@ -3,15 +3,16 @@
 Each candidate size gets a modelled warm time (:mod:`.lambda_sizing`) and the compute-tier cost of a
 million requests at it. The advice is the cheapest size whose warm time is within ``tolerance`` of
 the fastest candidate's, among sizes whose modelled INIT stays within half of Lambda's 10-second
-INIT limit (a slower init risks timing out on a busy host). Sizes other than 1,769 MB and 3,538 MB
-(1 and 2 vCPUs, the measured points) are modelled, and the report says so next to every figure.
+INIT limit (a slower init risks timing out on a busy host). Sizes other than the measured points (1,769 MB
+and 3,538 MB in-process, or the container's size for the request it sent) are interpolated or modelled,
+and the report says so next to every figure.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
 
-from onnx_lambda_tools.cost.lambda_sizing import CANDIDATE_MEMORY_MB, Basis, basis, vcpus
+from onnx_lambda_tools.cost.lambda_sizing import CANDIDATE_MEMORY_MB, Basis, vcpus
 from onnx_lambda_tools.cost.measurements import Measurements
 from onnx_lambda_tools.cost.model import Scenario, lambda_compute_cost, resolve
 from onnx_lambda_tools.cost.prices import PriceBook
@@ -62,7 +63,7 @@ def advise(
                 vcpus=vcpus(memory_mb),
                 warm_ms=resolved.warm_ms,
                 init_ms=resolved.init_ms,
-                basis=basis(memory_mb),
+                basis=resolved.warm_basis,
                 per_million=lambda_compute_cost(sized, measurements, prices),
             )
         )

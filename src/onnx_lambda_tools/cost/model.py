@@ -19,8 +19,19 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Final, Literal
 
-from onnx_lambda_tools.cost.lambda_sizing import AmdahlFit, Basis, basis, billed_ms, vcpus
+from onnx_lambda_tools.cost.lambda_sizing import (
+    MB_PER_VCPU,
+    Z_P99,
+    AmdahlFit,
+    Basis,
+    Durations,
+    basis,
+    billed_ms,
+    spread_from,
+    vcpus,
+)
 from onnx_lambda_tools.cost.measurements import Measurements
+from onnx_lambda_tools.cost.metrics import billed_metrics
 from onnx_lambda_tools.cost.prices import PriceBook
 
 HOURS_PER_MONTH: Final = 730
@@ -35,20 +46,22 @@ CLOUDWATCH_FREE_ALARMS: Final = 10
 CLOUDWATCH_FREE_DASHBOARDS: Final = 3
 XRAY_FREE_TRACES: Final = 100_000
 DATA_TRANSFER_FREE_GB: Final = 100
-#: X-Ray's default rule: the first request each second, then 5 % of the rest.
-XRAY_RESERVOIR_PER_SECOND: Final = 1
+#: X-Ray's default rule, as Lambda applies it to a function with Tracing: Active: the first request
+#: each second (the reservoir), then 5 % of the rest.
 XRAY_FIXED_RATE: Final = 0.05
-#: template.yaml's synthetic canary: every 5 minutes, 256 MB arm64, one inference call through the API,
-#: a machine token reused while its execution environment stays warm (assumed: one fetch an hour).
-CANARY_RUNS_PER_MONTH: Final = HOURS_PER_MONTH * 12
-CANARY_TOKENS_PER_MONTH: Final = HOURS_PER_MONTH
+#: template.yaml's synthetic canary: every 5 minutes (its schedule), 256 MB arm64, one inference call
+#: through the API per run.
+CANARY_INTERVAL_SECONDS: Final = 300
+CANARY_RUNS_PER_MONTH: Final = SECONDS_PER_MONTH // CANARY_INTERVAL_SECONDS
+#: The canary drops a cached token this long before it expires (its TOKEN_MARGIN_SECONDS).
+CANARY_TOKEN_MARGIN_SECONDS: Final = 120
 CANARY_MEMORY_GB: Final = 0.25
 CANARY_SECONDS_PER_RUN: Final = 1.0
 SAGEMAKER_SERVERLESS_MAX_GB: Final = 6
 #: A proxy function between an HTTP API and a SageMaker endpoint: 128 MB arm64, waiting on InvokeEndpoint.
 PROXY_MEMORY_GB: Final = 0.125
-#: SageMaker Runtime's round trip on top of the model's own time (assumed).
-PROXY_OVERHEAD_MS: Final = 15.0
+#: SageMaker Runtime's round trip on top of the model's own time (assumed; whole milliseconds).
+PROXY_OVERHEAD_MS: Final = 15
 
 Architecture = Literal["x86_64", "arm64"]
 Tier = Literal["compute", "front door", "auth", "observability", "model storage"]
@@ -81,13 +94,21 @@ class Scenario:
     #: Function logs (EMF metrics line, Lambda platform lines) plus the API access log line.
     log_bytes_per_request: int = 1400
     log_retention_days: int = 30
-    #: EMF metrics x dimension sets (observability.py, app.py) plus the canary's.
-    custom_metrics: int = 14
+    #: Model versions the function serves in the month (a version replaced mid-month counts too): each
+    #: adds its own metrics (model and model_version are dimensions). Embeddings models add Tokens.
+    embedding_model_versions: int = 1
+    other_model_versions: int = 0
+    #: Billed custom metrics; None: what the code emits for the model versions above (:mod:`.metrics`).
+    custom_metrics: int | None = None
     alarms: int = 8
     dashboards: int = 1
     #: Ranged GETs of model.onnx (8 MiB parts) + tokenizer.json + manifest.json per cold start.
     s3_gets_per_cold_start: int = 5
     canary: bool = True
+    #: The canary's token requests a month; None: one per token lifetime, from its execution environment's
+    #: cache (the environment assumed to stay warm between runs). A new environment every run makes it
+    #: one per run (:data:`CANARY_RUNS_PER_MONTH`).
+    canary_tokens_per_month: float | None = None
     #: Apply the always-free tiers (Lambda, CloudWatch, X-Ray, Cognito MAUs, data transfer).
     free_tier: bool = False
     sagemaker_instance: str = "ml.m5.large"
@@ -111,6 +132,10 @@ class Scenario:
             problems.append("counts must be >= 0")
         if self.token_validity_minutes <= 0:
             problems.append("token validity must be > 0 minutes")
+        if self.embedding_model_versions < 0 or self.other_model_versions < 0:
+            problems.append("model version counts must be >= 0")
+        if self.canary_tokens_per_month is not None and self.canary_tokens_per_month < 0:
+            problems.append("canary tokens a month must be >= 0")
         vcpus(self.memory_mb)  # raises on a memory size Lambda doesn't offer
         if problems:
             raise ValueError("; ".join(problems))
@@ -130,12 +155,20 @@ class LineItem:
 class Resolved:
     """The scenario's figures after modelling: what the line items multiply."""
 
+    #: Mean warm duration, and the mean of what Lambda bills for it (each invocation rounded up on its own).
     warm_ms: float
+    warm_billed_ms: float
     warm_basis: Basis
+    warm: Durations
+    #: Mean INIT duration and the mean billed INIT (each cold start rounded up on its own).
     init_ms: float
+    init_billed_ms: float
     request_bytes: int
     response_bytes: int
     memory_gb: float
+    #: Where the warm and INIT figures come from, for the report.
+    warm_source: str = ""
+    init_source: str = ""
 
 
 @dataclass(frozen=True)
@@ -158,28 +191,102 @@ class Breakdown:
         return self.total / requests * 1_000_000 if requests else math.nan
 
 
-def resolve(scenario: Scenario, measurements: Measurements) -> Resolved:
+def _warm(scenario: Scenario, measurements: Measurements) -> tuple[Durations, Basis, str]:
+    """Single invocations' durations at the scenario's memory, where they come from, and its basis.
+
+    The workload the bench's container section sent is anchored there (Lambda's own Duration, under the
+    quota, at the template's memory) and scaled to other sizes by the in-process Amdahl fit; other
+    workloads are the fit's mean with the in-process spread at the nearer thread count.
+    """
     timing = measurements.workload(scenario.workload)
-    warm = AmdahlFit(timing.one_thread_ms, timing.two_threads_ms)
-    init = AmdahlFit(measurements.init_one_thread_ms, measurements.init_two_threads_ms)
-    init_ms = scenario.init_ms
-    if init_ms is None:
+    fit = AmdahlFit(timing.one_thread_ms, timing.two_threads_ms)
+    memory = scenario.memory_mb
+    sigma = timing.one_thread_sigma if vcpus(memory) < 1.5 else timing.two_threads_sigma
+    container = measurements.container
+    if container is not None and container.workload == scenario.workload:
+        sigma = spread_from(container.duration_p50_ms, container.duration_p99_ms, Z_P99)
+        if scenario.duration_ms is None:
+            anchored = Durations(container.duration_p50_ms, sigma)
+            ratio = fit.at_memory(memory) / fit.at_memory(container.memory_mb)
+            source = f"the function's container at {container.memory_mb} MB (p50, p99)"
+            if memory == container.memory_mb:
+                return anchored, "measured", source
+            in_range = 1.0 <= memory / MB_PER_VCPU <= 2.0
+            return anchored.scaled(ratio), "interpolated" if in_range else "modelled", f"{source}, scaled"
+    if scenario.duration_ms is not None:
+        return Durations.with_mean(scenario.duration_ms, sigma), "measured", "given (--duration-ms)"
+    return Durations.with_mean(fit.at_memory(memory), sigma), basis(memory), "in-process, 1 and 2 threads"
+
+
+def _init_samples(scenario: Scenario, measurements: Measurements) -> tuple[tuple[float, ...], str]:
+    """INIT of each cold start at the scenario's memory, and where the figures come from."""
+    if scenario.init_ms is not None:
+        return (scenario.init_ms,), "given (--init-ms)"
+    fit = AmdahlFit(measurements.init_one_thread_ms, measurements.init_two_threads_ms)
+    at_memory = fit.at_memory(scenario.memory_mb)
+    container = measurements.container
+    if container is not None:
+        # Lambda's Init Duration in the function's container, tracing on; other sizes by the CPU share.
+        ratio = at_memory / fit.at_memory(container.memory_mb)
+        tracing = "tracing on" if container.tracing else "tracing off"
+        return tuple(value * ratio for value in container.init_ms), f"the function's container, {tracing}"
+    if measurements.cold_start_ms is not None:
         # The bench's cold start (fresh process, model from local S3) includes what the in-process
         # init misses (interpreter start-up); scale it by the CPU share like the init it measures.
-        modelled = init.at_memory(scenario.memory_mb)
-        if measurements.cold_start_ms is not None:
-            modelled = measurements.cold_start_ms * modelled / init.at(2.0)
-        init_ms = modelled
+        return (measurements.cold_start_ms * at_memory / fit.at(2.0),), "make bench's in-process cold start"
+    return (at_memory,), "in-process init"
+
+
+def resolve(scenario: Scenario, measurements: Measurements) -> Resolved:
+    timing = measurements.workload(scenario.workload)
+    warm, warm_basis, warm_source = _warm(scenario, measurements)
+    inits, init_source = _init_samples(scenario, measurements)
     return Resolved(
-        warm_ms=scenario.duration_ms if scenario.duration_ms is not None else warm.at_memory(scenario.memory_mb),
-        warm_basis="measured" if scenario.duration_ms is not None else basis(scenario.memory_mb),
-        init_ms=init_ms,
+        warm_ms=warm.mean_ms,
+        warm_billed_ms=warm.expected_billed_ms(),
+        warm_basis=warm_basis,
+        warm=warm,
+        init_ms=sum(inits) / len(inits),
+        init_billed_ms=sum(billed_ms(value) for value in inits) / len(inits),
         request_bytes=round(scenario.request_kb * 1024) if scenario.request_kb is not None else timing.request_bytes,
         response_bytes=(
             round(scenario.response_kb * 1024) if scenario.response_kb is not None else timing.response_bytes
         ),
         memory_gb=scenario.memory_mb / 1024,
+        warm_source=warm_source,
+        init_source=init_source,
     )
+
+
+def xray_traces(requests_per_month: float) -> float:
+    """Traces X-Ray's default rule records a month for one function, arrivals Poisson at a steady rate.
+
+    With ``n`` requests in a second, the rule records the first and 5 % of the others: on average
+    ``P(n >= 1) + 5 % x E[max(n - 1, 0)] = 95 % x (1 - e^-rate) + 5 % x rate``. Below one request a
+    second that is less than every request (some seconds get two); far above, 1/s + 5 %. The expression
+    is concave in the rate, so traffic that comes in bursts (the same volume, uneven rates) records fewer
+    traces than this: it is an upper bound for any arrival pattern.
+    """
+    rate = requests_per_month / SECONDS_PER_MONTH
+    per_second = (1 - XRAY_FIXED_RATE) * -math.expm1(-rate) + XRAY_FIXED_RATE * rate
+    return per_second * SECONDS_PER_MONTH
+
+
+def canary_tokens_per_month(scenario: Scenario) -> float:
+    """The canary's token requests: one per run that finds no cached token still good."""
+    if not scenario.canary:
+        return 0.0
+    if scenario.canary_tokens_per_month is not None:
+        return scenario.canary_tokens_per_month
+    usable = scenario.token_validity_minutes * 60 - CANARY_TOKEN_MARGIN_SECONDS
+    runs_per_token = max(1, math.ceil(usable / CANARY_INTERVAL_SECONDS))
+    return CANARY_RUNS_PER_MONTH / runs_per_token
+
+
+def custom_metrics(scenario: Scenario) -> int:
+    if scenario.custom_metrics is not None:
+        return scenario.custom_metrics
+    return billed_metrics(scenario.embedding_model_versions, scenario.other_model_versions, canary=scenario.canary)
 
 
 def _free(quantity: float, allowance: float, apply: bool) -> float:
@@ -204,20 +311,21 @@ def lambda_compute_items(scenario: Scenario, resolved: Resolved, prices: PriceBo
     cold_starts = on_demand * scenario.cold_start_rate
     free = scenario.free_tier and scenario.provisioned_concurrency == 0
     invocations = requests + (CANARY_RUNS_PER_MONTH if scenario.canary else 0)
-    warm_gb_s = on_demand * billed_ms(resolved.warm_ms) / 1000 * gb
-    init_gb_s = cold_starts * billed_ms(resolved.init_ms) / 1000 * gb
+    warm_gb_s = on_demand * resolved.warm_billed_ms / 1000 * gb
+    init_gb_s = cold_starts * resolved.init_billed_ms / 1000 * gb
     free_warm = min(warm_gb_s, LAMBDA_FREE_GB_SECONDS) if free else 0.0
     items = [
         _item("compute", "Lambda requests", _free(invocations, LAMBDA_FREE_REQUESTS, free), "requests",
               "lambda.request", prices),
-        _item("compute", f"Lambda duration, warm ({billed_ms(resolved.warm_ms)} ms billed x {gb:g} GB)",
+        _item("compute", f"Lambda duration, warm ({resolved.warm_billed_ms:.2f} ms billed on average x {gb:g} GB)",
               warm_gb_s - free_warm, "GB-s", f"lambda.duration.{arch}", prices),
-        _item("compute", f"Lambda duration, INIT ({cold_starts:,.0f} cold starts x {billed_ms(resolved.init_ms)} ms)",
-              _free(init_gb_s, LAMBDA_FREE_GB_SECONDS - free_warm, free), "GB-s", f"lambda.duration.{arch}", prices),
+        _item("compute", f"Lambda duration, INIT ({cold_starts:,.0f} cold starts x {resolved.init_billed_ms:,.0f} ms"
+              " billed)", _free(init_gb_s, LAMBDA_FREE_GB_SECONDS - free_warm, free), "GB-s",
+              f"lambda.duration.{arch}", prices),
     ]  # fmt: skip
     if scenario.provisioned_concurrency:
         configured = scenario.provisioned_concurrency * gb * SECONDS_PER_MONTH
-        served = requests * share * billed_ms(resolved.warm_ms) / 1000 * gb
+        served = requests * share * resolved.warm_billed_ms / 1000 * gb
         items += [
             _item("compute", f"provisioned concurrency ({scenario.provisioned_concurrency} x {gb:g} GB, all month)",
                   configured, "GB-s", f"lambda.provisioned.{arch}", prices),
@@ -239,11 +347,13 @@ def stack_breakdown(scenario: Scenario, measurements: Measurements, prices: Pric
     cold_starts = requests * (1 - share) * scenario.cold_start_rate
     out_gb = requests * resolved.response_bytes / BYTES_PER_GB
     tokens_per_caller = HOURS_PER_MONTH * 60 / scenario.token_validity_minutes
-    tokens = scenario.m2m_callers * tokens_per_caller + (CANARY_TOKENS_PER_MONTH if scenario.canary else 0)
+    tokens = scenario.m2m_callers * tokens_per_caller + canary_tokens_per_month(scenario)
     log_gb = api_calls * scenario.log_bytes_per_request / BYTES_PER_GB
     stored_gb = log_gb * scenario.log_retention_days / (HOURS_PER_MONTH / 24)
-    traces = min(requests, XRAY_RESERVOIR_PER_SECOND * SECONDS_PER_MONTH)
-    traces += XRAY_FIXED_RATE * max(0.0, requests - XRAY_RESERVOIR_PER_SECOND * SECONDS_PER_MONTH)
+    # The inference function's invocations (the canary's calls among them) are sampled together; the
+    # canary's own function is traced too (Globals: Tracing: Active), each run alone in its second.
+    traces = xray_traces(api_calls) + (CANARY_RUNS_PER_MONTH if scenario.canary else 0)
+    metrics = custom_metrics(scenario)
     http = prices["api_gateway.http_request"]
     items = [
         *lambda_compute_items(scenario, resolved, prices),
@@ -255,23 +365,23 @@ def stack_breakdown(scenario: Scenario, measurements: Measurements, prices: Pric
               "MAUs", "cognito.essentials_mau", prices),
         _item("auth", "Cognito M2M app clients", scenario.m2m_app_clients, "clients", "cognito.m2m_app_client",
               prices),
-        _item("auth", f"Cognito M2M token requests ({scenario.m2m_callers} callers, {scenario.token_validity_minutes}"
-              " min tokens, cached)", tokens, "tokens", "cognito.m2m_token_request", prices),
+        _item("auth", f"Cognito M2M token requests ({scenario.m2m_callers} callers and the canary, "
+              f"{scenario.token_validity_minutes} min tokens, cached)", tokens, "tokens", "cognito.m2m_token_request",
+              prices),
         _item("model storage", f"S3 GETs on cold starts ({scenario.s3_gets_per_cold_start} per cold start)",
               cold_starts * scenario.s3_gets_per_cold_start, "requests", "s3.get_request", prices),
         _item("observability", f"CloudWatch Logs ingestion ({scenario.log_bytes_per_request:,} B per request)",
               _free(log_gb, CLOUDWATCH_FREE_LOG_GB, free), "GB", "cloudwatch.logs_ingestion", prices),
         _item("observability", f"CloudWatch Logs storage ({scenario.log_retention_days} days retained)",
               stored_gb, "GB-month", "cloudwatch.logs_storage", prices),
-        _item("observability", "CloudWatch custom metrics (EMF)",
-              _free(scenario.custom_metrics, CLOUDWATCH_FREE_METRICS, free), "metrics", "cloudwatch.custom_metric",
-              prices),
+        _item("observability", "CloudWatch custom metrics (EMF, metric x dimension values)",
+              _free(metrics, CLOUDWATCH_FREE_METRICS, free), "metrics", "cloudwatch.custom_metric", prices),
         _item("observability", "CloudWatch alarms", _free(scenario.alarms, CLOUDWATCH_FREE_ALARMS, free), "alarms",
               "cloudwatch.alarm", prices),
         _item("observability", "CloudWatch dashboard", _free(scenario.dashboards, CLOUDWATCH_FREE_DASHBOARDS, free),
               "dashboards", "cloudwatch.dashboard", prices),
-        _item("observability", "X-Ray traces (default sampling: 1/s + 5 %)", _free(traces, XRAY_FREE_TRACES, free),
-              "traces", "xray.trace_recorded", prices),
+        _item("observability", "X-Ray traces (default sampling: 1/s + 5 %, Poisson arrivals)",
+              _free(traces, XRAY_FREE_TRACES, free), "traces", "xray.trace_recorded", prices),
     ]  # fmt: skip
     if scenario.canary:
         canary_gb_s = CANARY_RUNS_PER_MONTH * CANARY_SECONDS_PER_RUN * CANARY_MEMORY_GB
@@ -304,7 +414,7 @@ def sagemaker_serverless_cost(scenario: Scenario, measurements: Measurements, pr
     resolved = resolve(scenario, measurements)
     memory_gb = min(SAGEMAKER_SERVERLESS_MAX_GB, max(1, math.ceil(scenario.memory_mb / 1024)))
     requests = scenario.requests_per_month
-    compute = requests * billed_ms(resolved.warm_ms) / 1000 * memory_gb * prices["sagemaker.serverless"].usd
+    compute = requests * resolved.warm_billed_ms / 1000 * memory_gb * prices["sagemaker.serverless"].usd
     data_gb = requests * (resolved.request_bytes + resolved.response_bytes) / BYTES_PER_GB
     return compute + data_gb * prices["sagemaker.serverless_data"].usd
 
@@ -346,8 +456,11 @@ def sagemaker_front_door_cost(scenario: Scenario, measurements: Measurements, pr
 
 
 def proxy_cost_per_request(scenario: Scenario, measurements: Measurements, prices: PriceBook) -> float:
-    """One call through the proxy function in front of a SageMaker endpoint: request fee and duration."""
-    seconds = billed_ms(resolve(scenario, measurements).warm_ms + PROXY_OVERHEAD_MS) / 1000
+    """One call through the proxy function in front of a SageMaker endpoint: request fee and duration.
+
+    The overhead is a whole number of milliseconds, so each call bills the model's rounded-up time plus it.
+    """
+    seconds = (resolve(scenario, measurements).warm_billed_ms + PROXY_OVERHEAD_MS) / 1000
     return prices["lambda.request"].usd + seconds * PROXY_MEMORY_GB * prices["lambda.duration.arm64"].usd
 
 

@@ -7,6 +7,7 @@ twice on the same inputs writes the same bytes, and a changed doc in a diff mean
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
@@ -16,17 +17,24 @@ from onnx_lambda_tools.cost.chart import write_chart
 from onnx_lambda_tools.cost.lambda_sizing import MB_PER_VCPU, billed_ms
 from onnx_lambda_tools.cost.measurements import WORKLOAD_LABELS, Measurements
 from onnx_lambda_tools.cost.memory_advice import MAX_INIT_MS, MemoryAdvice, advise
+from onnx_lambda_tools.cost.metrics import CATALOGUE, billed_metrics
 from onnx_lambda_tools.cost.model import (
     ALTERNATIVES,
+    CANARY_INTERVAL_SECONDS,
+    CANARY_RUNS_PER_MONTH,
+    CANARY_TOKEN_MARGIN_SECONDS,
     HOURS_PER_MONTH,
     PROXY_MEMORY_GB,
     PROXY_OVERHEAD_MS,
+    SECONDS_PER_MONTH,
     WHOLE_STACKS,
     Breakdown,
     BreakEven,
     Scenario,
     at_volume,
     break_even,
+    canary_tokens_per_month,
+    custom_metrics,
     lambda_compute_cost,
     proxy_cost_per_request,
     resolve,
@@ -37,6 +45,7 @@ from onnx_lambda_tools.cost.model import (
     sagemaker_serverless_stack_cost,
     stack_breakdown,
     stack_cost,
+    xray_traces,
 )
 from onnx_lambda_tools.cost.prices import PriceBook
 
@@ -72,7 +81,7 @@ def quantity(value: float) -> str:
 
 
 def unit_price(usd: float) -> str:
-    return f"${usd:.10f}".rstrip("0").rstrip(".") if usd < 0.01 else f"${usd:,.4g}"
+    return f"${usd:.10f}".rstrip("0").rstrip(".") if usd < 0.01 else f"${usd:,.10g}"
 
 
 def break_even_text(result: BreakEven, first: str, second: str) -> str:
@@ -140,6 +149,7 @@ def render(scenario: Scenario, measurements: Measurements, prices: PriceBook) ->
     add("")
     add(_summary(scenario, worked, measurements, prices, advice))
     add(_inputs(scenario, measurements))
+    add(_assumptions(scenario, measurements, prices))
     add(_worked(worked, prices))
     add(_comparison(scenario, measurements, prices))
     add(_memory(advice, scenario))
@@ -211,9 +221,28 @@ def _inputs(scenario: Scenario, measurements: Measurements) -> str:
     rows += [
         "",
         f"Init (imports, model fetch and checks, sessions): {measurements.init_one_thread_ms:,.0f} ms at 1 thread, "
-        f"{measurements.init_two_threads_ms:,.0f} ms at 2.",
+        f"{measurements.init_two_threads_ms:,.0f} ms at 2 (tracing off), in-process: these give only how init "
+        "scales with the CPU share.",
     ]
-    if measurements.cold_start_ms is not None:
+    container = measurements.container
+    if container is not None:
+        inits = ", ".join(f"{value:,.0f}" for value in container.init_ms)
+        rows += [
+            "",
+            f"The function's container from `make bench` ({measurements.bench_source}, its `container` section): "
+            f"the image under {container.memory_mb} MB and Lambda's CPU quota "
+            f"({container.memory_mb / MB_PER_VCPU:.3f} vCPU), tracing "
+            f"{'on' if container.tracing else 'off'} ({container.tracing_basis}), model from local S3, the "
+            "Runtime Interface Emulator's INIT REPORT and REPORT lines read as Lambda writes them:",
+            "",
+            f"- Init Duration of {len(container.init_ms)} fresh containers: {inits} ms (mean "
+            f"{container.init_mean_ms:,.1f} ms). INIT at other memory sizes is these, scaled by the in-process "
+            "init's CPU share.",
+            f"- warm Duration of `{container.workload}`: p50 {container.duration_p50_ms:g} ms, p99 "
+            f"{container.duration_p99_ms:g} ms. That workload's warm time at other sizes is this distribution, "
+            "scaled by the in-process Amdahl fit; the other workloads are the in-process means.",
+        ]
+    elif measurements.cold_start_ms is not None:
         rows.append(
             f"Cold start from `make bench` ({measurements.bench_source}): {measurements.cold_start_ms:,.0f} ms "
             "from exec to "
@@ -236,12 +265,97 @@ def _inputs(scenario: Scenario, measurements: Measurements) -> str:
         f"{scenario.user_maus:,} user MAUs |",
         f"| logs | {scenario.log_bytes_per_request:,} B per request (EMF line ~330 B measured, Lambda platform lines "
         f"and the API access-log line estimated), kept {scenario.log_retention_days} days |",
-        f"| metrics, alarms, dashboards | {scenario.custom_metrics}, {scenario.alarms}, {scenario.dashboards} "
-        "(template.yaml) |",
+        f"| model versions served in the month | {scenario.embedding_model_versions} embeddings, "
+        f"{scenario.other_model_versions} other |",
+        f"| metrics, alarms, dashboards | {custom_metrics(scenario)} (what the code emits, see below), "
+        f"{scenario.alarms}, {scenario.dashboards} (template.yaml) |",
         f"| S3 per cold start | {scenario.s3_gets_per_cold_start} GETs "
         "(model.onnx in 8 MiB ranges, tokenizer, manifest) |",
-        "| synthetic canary | every 5 minutes: one inference call, its own 256 MB arm64 function, one token an hour |",
+        f"| synthetic canary | every {CANARY_INTERVAL_SECONDS // 60} minutes: one inference call, its own 256 MB "
+        f"arm64 function, {quantity(canary_tokens_per_month(scenario))} tokens a month (see below) |",
         f"| free tiers | {'applied' if scenario.free_tier else 'not applied (they are per account and shared)'} |",
+        "",
+    ]
+    return "\n".join(rows)
+
+
+def _assumptions(scenario: Scenario, measurements: Measurements, prices: PriceBook) -> str:
+    """The inputs an audit found easy to get wrong, each with its assumption, its source and its range."""
+    resolved = resolve(scenario, measurements)
+    warm = resolved.warm
+    token_price = prices["cognito.m2m_token_request"].usd
+    cached = canary_tokens_per_month(replace(scenario, canary=True, canary_tokens_per_month=None))
+    usable_minutes = (scenario.token_validity_minutes * 60 - CANARY_TOKEN_MARGIN_SECONDS) / 60
+    client = prices["cognito.m2m_app_client"]
+    init_fact = prices.fact("lambda.init_billing")
+    metric_price = prices["cloudwatch.custom_metric"].usd
+    rows = [
+        "## Assumptions\n",
+        "**Billed duration.** Lambda rounds each invocation's duration up to the next millisecond (at least 1 ms), "
+        "so what it bills on average is the mean of the rounded durations, not the rounded mean. Single "
+        "invocations are modelled as a log-normal through the measured percentiles (the container's p50 and p99, "
+        "or the in-process p50 and p90 at the nearer thread count). "
+        f"Here: mean {warm.mean_ms:.3f} ms, median {warm.median_ms:.3f} ms, spread (sigma) {warm.sigma:.3f}, "
+        f"billed {resolved.warm_billed_ms:.3f} ms on average, where rounding up the mean would bill "
+        f"{billed_ms(warm.mean_ms)} ms. INIT is billed the same way, cold start by cold start.",
+        "",
+        f"**INIT.** From {resolved.init_source}. The bench's container runs the "
+        "image under the CPU quota with tracing on as deployed (`Tracing: Active`: the X-Ray SDK loads during init, "
+        "about 0.3 s of it as measured for `src/onnx_lambda/observability.py`); the in-process measurements run "
+        "with tracing off and only give how init scales with the CPU share. Billing "
+        f"({init_fact.confidence}, [{_host(init_fact.source)}]({init_fact.source})): {init_fact.note} "
+        "Environments kept by provisioned concurrency initialise inside its own charge.",
+        "",
+        "**X-Ray.** The default sampling rule records the first request in each second and 5 % of the others, "
+        "which Lambda applies to a function with `Tracing: Active` (assumed: per function, not shared with other "
+        "functions). Requests are assumed to arrive at random at a steady rate (Poisson at the month's average "
+        "rate), so a second may get none, one or several. A second with n requests records "
+        "1 + 5 % x (n - 1) of them when n >= 1, so a month records 95 % x (1 - e^-r) + 5 % x r traces a second "
+        "at r requests a second. Traffic in bursts records fewer (the expression is concave in r): the figures "
+        "are an upper bound. The canary's own function adds one trace a run.",
+        "",
+        "| requests a month | requests a second | traces recorded | share of requests |",
+        "|---:|---:|---:|---:|",
+    ]
+    for v in TABLE_VOLUMES:
+        traces = xray_traces(v)
+        rows.append(f"| {volume(v)} | {v / SECONDS_PER_MONTH:.3g} | {quantity(traces)} | {traces / v:.1%} |")
+    rows += [
+        "",
+        "**Custom metrics.** CloudWatch bills each metric name with each set of dimension *values* as one metric, "
+        "prorated by the hour it is sent. `model` and `model_version` are dimensions, so each served model version "
+        "has its own; a version replaced mid-month is billed for both, each for its hours. What the code emits "
+        "(`tests/infra/test_cost_metrics.py` runs the real handler over `events/` and the real canary, and checks "
+        "this list and the count against what they print):",
+        "",
+        "| namespace | metric | dimensions | one per | sent |",
+        "|---|---|---|---|---|",
+    ]
+    for metric in CATALOGUE:
+        rows.append(
+            f"| {metric.namespace} | {metric.name} | {', '.join(metric.dimensions)} | {metric.scope} | "
+            f"{metric.when}: {metric.emitted_by} |"
+        )
+    healthy = custom_metrics(scenario)
+    failing = billed_metrics(scenario.embedding_model_versions, scenario.other_model_versions,
+                             canary=scenario.canary, failures=True)  # fmt: skip
+    rows += [
+        "",
+        f"With {scenario.embedding_model_versions} embeddings and {scenario.other_model_versions} other model "
+        f"version(s) and the canary: **{healthy} metrics** ({money(healthy * metric_price)} a month); a month in "
+        f"which a model fails to load adds at most {failing - healthy} more, for the hours it is sent.",
+        "",
+        f"**The canary's tokens.** The canary caches its token in its execution environment until "
+        f"{CANARY_TOKEN_MARGIN_SECONDS // 60} minutes before it expires. With {scenario.token_validity_minutes}-"
+        f"minute tokens ({usable_minutes:g} minutes usable) and a run every {CANARY_INTERVAL_SECONDS // 60} minutes, "
+        f"a warm environment fetches one token every {math.ceil(usable_minutes * 60 / CANARY_INTERVAL_SECONDS)} "
+        f"runs: {quantity(cached)} a month ({money(cached * token_price)}), the figure used here. Lambda does not "
+        "say how long it keeps an idle environment; if every run starts a new one, every run fetches a token: "
+        f"{quantity(CANARY_RUNS_PER_MONTH)} a month ({money(CANARY_RUNS_PER_MONTH * token_price)}). "
+        "`--canary-tokens-per-month` sets another figure.",
+        "",
+        f"**Cognito M2M app clients.** {unit_price(client.usd)} per app client a month ({client.confidence}): "
+        f"{client.note}",
         "",
     ]
     return "\n".join(rows)
@@ -254,9 +368,10 @@ def _worked(worked: Sequence[Breakdown], prices: PriceBook) -> str:
         resolved = breakdown.resolved
         rows += [
             f"### {volume(requests)} requests a month\n",
-            f"Warm invocation {resolved.warm_ms:.3f} ms ({resolved.warm_basis}), billed "
-            f"{billed_ms(resolved.warm_ms)} ms; INIT {resolved.init_ms:,.0f} ms "
-            f"({billed_ms(resolved.init_ms)} ms billed).",
+            f"Warm invocation {resolved.warm_ms:.3f} ms on average ({resolved.warm_basis}; "
+            f"{resolved.warm_source}), {resolved.warm_billed_ms:.3f} ms billed on average, each invocation rounded "
+            f"up on its own; INIT {resolved.init_ms:,.0f} ms ({resolved.init_billed_ms:,.0f} ms billed; "
+            f"{resolved.init_source}).",
             "",
             "| tier | item | quantity | unit price | per month |",
             "|---|---|---:|---:|---:|",
@@ -325,7 +440,7 @@ def _comparison(scenario: Scenario, measurements: Measurements, prices: PriceBoo
         "",
         "How the alternatives are priced:",
         "",
-        f"- **SageMaker real-time**: {scenario.sagemaker_instance} at {money(hourly)} an hour, "
+        f"- **SageMaker real-time**: {scenario.sagemaker_instance} at {unit_price(hourly)} an hour, "
         f"{HOURS_PER_MONTH} hours a month, at least {scenario.sagemaker_min_instances} instances (so that the endpoint "
         "spans Availability Zones, as Lambda does by itself), more when the peak rate "
         f"(average x {scenario.peak_to_average:g}) exceeds {scenario.sagemaker_target_utilisation:.0%} of capacity. "
@@ -351,8 +466,10 @@ def _memory(advice: dict[str, MemoryAdvice], scenario: Scenario) -> str:
         "## Memory size\n",
         "Lambda gives CPU in proportion to memory (one vCPU at 1,769 MB). The handler was measured at 1 and 2 threads,",
         "which is what 1,769 MB and 3,538 MB get; Amdahl's law through those two points gives the time at other",
-        "sizes. *measured* = one of those two points, *interpolated* = between them, **modelled** = extrapolated",
-        "below one vCPU (a time share of one core) or above two (more threads than were measured). The advice is the",
+        "sizes. *measured* = one of those two points (or, for the request the bench's container sent, the",
+        "container's own size, from which the fit scales it), *interpolated* = between 1 and 2 vCPUs, **modelled** =",
+        "extrapolated below one vCPU (a time share of one core) or above two (more threads than were measured). The",
+        "advice is the",
         f"cheapest size whose warm time is within {next(iter(advice.values())).tolerance:.0%} of the fastest size's "
         f"(compute tier, {scenario.cold_start_rate:.1%} cold starts) and whose INIT stays under "
         f"{MAX_INIT_MS / 1000:g} s, half of Lambda's 10 s INIT limit.",
@@ -383,11 +500,12 @@ def _memory(advice: dict[str, MemoryAdvice], scenario: Scenario) -> str:
 def _sensitivity(scenario: Scenario, measurements: Measurements, prices: PriceBook) -> str:
     requests = WORKED_VOLUMES[-1]
     resolved = resolve(scenario, measurements)
-    ratio = billed_ms(resolved.init_ms) / billed_ms(resolved.warm_ms)
+    ratio = resolved.init_billed_ms / resolved.warm_billed_ms
     rows = [
         "## Sensitivity to the cold-start rate\n",
-        f"INIT is billed: one cold start ({billed_ms(resolved.init_ms):,} ms) bills as much duration as {ratio:,.0f} "
-        f"warm invocations ({billed_ms(resolved.warm_ms)} ms each). The rate depends on the traffic: steady traffic "
+        f"INIT is billed: one cold start ({resolved.init_billed_ms:,.0f} ms) bills as much duration as {ratio:,.0f} "
+        f"warm invocations ({resolved.warm_billed_ms:.2f} ms each on average). The rate depends on the traffic: "
+        "steady traffic "
         "keeps execution environments warm for hours, bursts start new ones.",
         "",
         f"| cold-start rate | whole stack at {volume(requests)} | Lambda compute tier |",
