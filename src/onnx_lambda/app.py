@@ -31,6 +31,7 @@ from onnx_lambda.inference import (
     describe_validation_errors,
     error_reply,
     internal_error_reply,
+    service_error_reply,
 )
 from onnx_lambda.observability import logger
 from onnx_lambda.registry import ModelRegistry, ServedModel
@@ -134,8 +135,7 @@ def create_app(registry: ModelRegistry, settings: Settings, routes: InferenceRou
 
     @app.exception_handler(ServiceError)
     async def service_error(request: Request, exc: ServiceError) -> Response:
-        headers = {"www-authenticate": 'Bearer error="invalid_token"'} if exc.status == 401 else None
-        return error_response(exc.status, exc.message, headers, path=request.url.path)
+        return to_response(service_error_reply(exc, request.url.path))
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, exc: StarletteHTTPException) -> Response:

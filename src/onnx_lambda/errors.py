@@ -26,9 +26,13 @@ class ServiceError(Exception):
 
     status: int = 500
 
-    def __init__(self, message: str) -> None:
+    def __init__(self, message: str, *, param: str | None = None, code: str | None = None) -> None:
         super().__init__(message)
         self.message = message
+        #: OpenAI's error object names the request field at fault and, for some errors, a code
+        #: (``context_length_exceeded``); the ``/v1/`` routes answer with both, the others ignore them.
+        self.param = param
+        self.code = code
 
 
 class BadRequest(ServiceError):

@@ -83,7 +83,7 @@ store = PrefetchingStore(settings)
 # Imported while the models download.
 from onnx_lambda.apigateway_event import request_id  # noqa: E402
 from onnx_lambda.errors import ServiceError  # noqa: E402
-from onnx_lambda.inference import InferenceRoutes, Reply, error_reply, internal_error_reply  # noqa: E402
+from onnx_lambda.inference import InferenceRoutes, Reply, internal_error_reply, service_error_reply  # noqa: E402
 from onnx_lambda.observability import logger, metrics, trace_init_stages, tracer  # noqa: E402
 from onnx_lambda.registry import load_registry  # noqa: E402
 
@@ -181,8 +181,7 @@ def direct_response(event: Mapping[str, Any]) -> dict[str, Any] | None:
         inference.check_declared_length(headers.get("content-length"))
         reply = route(inference.check_body(_event_body(event)), headers)
     except ServiceError as exc:
-        extra = {"www-authenticate": 'Bearer error="invalid_token"'} if exc.status == 401 else None
-        reply = error_reply(exc.status, exc.message, extra, path=path)
+        reply = service_error_reply(exc, path)
     except Exception:
         reference = request_id(event) or uuid.uuid4().hex
         logger.exception("unhandled error", extra={"request_id": reference})

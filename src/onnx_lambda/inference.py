@@ -14,7 +14,7 @@ import base64
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import orjson
@@ -23,10 +23,10 @@ from pydantic import ValidationError
 from onnx_lambda import protocol
 from onnx_lambda.auth import JwtVerifier, Principal, bearer_token, principal_from_event, require_any_scope
 from onnx_lambda.config import Settings
-from onnx_lambda.errors import BadRequest, PayloadTooLarge, UnsupportedMediaType, echo
+from onnx_lambda.errors import BadRequest, PayloadTooLarge, ServiceError, UnsupportedMediaType, echo
 from onnx_lambda.observability import BATCH_SIZE, INFERENCE_TIME, TOKENS, logger, metrics, tracer
 from onnx_lambda.registry import ModelRegistry, ServedModel
-from onnx_lambda.schemas import JSON, EmbeddingsRequest
+from onnx_lambda.schemas import JSON, OPENAI_MAX_REQUEST_TOKENS, EmbeddingsRequest
 
 #: Lower case, as both Starlette's headers and API Gateway's v2 events spell header names.
 BINARY_HEADER = "inference-header-content-length"
@@ -52,9 +52,18 @@ def json_reply(content: Any, status: int = 200) -> Reply:
     return Reply(status, orjson.dumps(content, option=orjson.OPT_SERIALIZE_NUMPY))
 
 
-def error_reply(status: int, message: str, headers: Mapping[str, str] | None = None, *, path: str = "") -> Reply:
+def error_reply(
+    status: int,
+    message: str,
+    headers: Mapping[str, str] | None = None,
+    *,
+    path: str = "",
+    param: str | None = None,
+    code: str | None = None,
+) -> Reply:
     """``{"error": "..."}`` as the Open Inference Protocol says; OpenAI's error object on ``/v1/``.
 
+    OpenAI's object also names the request field at fault (``param``) and, for some errors, a ``code``.
     The body is at most :data:`MAX_ERROR_BODY` bytes: a longer message is cut (each cut halves it).
     """
     openai = path.startswith("/v1/")
@@ -62,7 +71,7 @@ def error_reply(status: int, message: str, headers: Mapping[str, str] | None = N
 
     def render(text: str) -> bytes:
         if openai:
-            return orjson.dumps({"error": {"message": text, "type": kind, "param": None, "code": None}})
+            return orjson.dumps({"error": {"message": text, "type": kind, "param": param, "code": code}})
         return protocol.error_body(text)
 
     body = render(message)
@@ -70,6 +79,12 @@ def error_reply(status: int, message: str, headers: Mapping[str, str] | None = N
         message = message[: len(message) // 2] + "..."
         body = render(message)
     return Reply(status, body, {"content-type": JSON, **(headers or {})})
+
+
+def service_error_reply(exc: ServiceError, path: str) -> Reply:
+    """The reply to a refusal, the same from FastAPI's exception handler and the Lambda handler's direct path."""
+    headers = {"www-authenticate": 'Bearer error="invalid_token"'} if exc.status == 401 else None
+    return error_reply(exc.status, exc.message, headers, path=path, param=exc.param, code=exc.code)
 
 
 def internal_error_reply(request_id: str, path: str) -> Reply:
@@ -185,36 +200,59 @@ class InferenceRoutes:
         return json_reply([{"name": s.model.name, "version": s.model.version, "state": "READY"} for s in served])
 
     def embeddings(self, body: bytes, headers: Mapping[str, str]) -> Reply:
+        """OpenAI's ``POST /v1/embeddings``: its four forms of ``input``, its limits and its error object.
+
+        A refusal names the field (``param``) as OpenAI's does. OpenAI's own rules (no empty input, at most
+        2048 inputs, the context length, 300,000 tokens in all) are 400s as OpenAI answers them; this
+        deployment's configurable limits (batch size, text length, body size) stay 413s. ``user`` is
+        read and dropped: it may identify a person, so it is never logged.
+        """
         require_json(headers)
         settings = self.settings
         try:
             parsed = EmbeddingsRequest.model_validate_json(body)
         except ValidationError as exc:
-            raise BadRequest(describe_validation_errors(exc.errors())) from None
+            errors = exc.errors()
+            raise BadRequest(describe_validation_errors(errors), param=_field_at_fault(errors)) from None
         served = self.registry.get(parsed.model)
         if served.embedder is None:
+            embedders = sorted(self.registry.embedders())
             raise BadRequest(
-                f"model {parsed.model!r} takes tensors, not text; embedding models: {sorted(self.registry.embedders())}"
+                f"model {parsed.model!r} takes tensors, not text; embedding models: {embedders}", param="model"
             )
         embedder = served.embedder
-        texts = [parsed.input] if isinstance(parsed.input, str) else parsed.input
-        if not texts:
-            raise BadRequest("input is an empty list: send at least one string")
-        if len(texts) > settings.max_batch_size:
-            raise PayloadTooLarge(f"input has {len(texts)} items; the limit is {settings.max_batch_size}")
-        for index, text in enumerate(texts):
-            if len(text) > settings.max_text_chars:
-                raise PayloadTooLarge(
-                    f"input[{index}] is {len(text)} characters; the limit is {settings.max_text_chars}"
-                )
-        if parsed.dimensions is not None and parsed.dimensions != embedder.dimensions:
-            raise BadRequest(f"dimensions must be {embedder.dimensions} for model {parsed.model!r}, or omitted")
-        started = time.perf_counter()
+        texts, rows = _texts_or_token_arrays(parsed.input)
+        count = len(texts) + len(rows)
+        if not count:
+            raise BadRequest("input is an empty list: send at least one string or token array", param="input")
+        if count > settings.max_batch_size:
+            raise PayloadTooLarge(f"input has {count} items; the limit is {settings.max_batch_size}", param="input")
+        if parsed.dimensions is not None:
+            embedder.check_dimensions(parsed.dimensions)
+        started = time.perf_counter()  # tokenization included, as it always was
+        if texts:
+            for index, text in enumerate(texts):
+                if not text:
+                    raise BadRequest(f"input[{index}] is an empty string", param="input")
+                if len(text) > settings.max_text_chars:
+                    raise PayloadTooLarge(
+                        f"input[{index}] is {len(text)} characters; the limit is {settings.max_text_chars}",
+                        param="input",
+                    )
+            feeds = embedder.text_feeds(texts)
+        else:
+            feeds = embedder.id_feeds(rows)
+        tokens = int(feeds["attention_mask"].sum())
+        if tokens > OPENAI_MAX_REQUEST_TOKENS:
+            raise BadRequest(
+                f"input is {tokens} tokens in all; OpenAI's limit per request is {OPENAI_MAX_REQUEST_TOKENS}",
+                param="input",
+            )
         with tracer.provider.in_subsegment("## inference"):
-            result = embedder.embed(texts)
+            result = embedder.run(feeds)
         model = served.model
-        _record(model.name, model.version, time.perf_counter() - started, len(texts), result.prompt_tokens)
-        vectors = result.vectors
+        _record(model.name, model.version, time.perf_counter() - started, count, result.prompt_tokens)
+        vectors = embedder.shorten(result.vectors, parsed.dimensions)
         items: list[Any]
         if parsed.encoding_format == "base64":
             little = vectors.astype("<f4", copy=False)
@@ -257,6 +295,27 @@ def describe_validation_errors(errors: Any) -> str:
     if len(errors) > _VALIDATION_ERRORS_SHOWN:
         parts.append(f"and {len(errors) - _VALIDATION_ERRORS_SHOWN} more")
     return "; ".join(parts) or "invalid request"
+
+
+def _texts_or_token_arrays(value: str | list[str] | list[int] | list[list[int]]) -> tuple[list[str], list[list[int]]]:
+    """OpenAI's four forms of ``input`` as a list of texts or a list of token arrays (the other one empty).
+
+    pydantic has already chosen the form, so the first item tells which it is.
+    """
+    if isinstance(value, str):
+        return [value], []
+    if not value or isinstance(value[0], str):
+        return cast("list[str]", value), []
+    if isinstance(value[0], int):
+        return [], [value]
+    return [], value
+
+
+def _field_at_fault(errors: Any) -> str | None:
+    """The top-level request field pydantic's first error is about, for OpenAI's ``param``."""
+    location = errors[0].get("loc", ()) if errors else ()
+    field_name = location[0] if location else None
+    return field_name if field_name in EmbeddingsRequest.model_fields else None
 
 
 def _batch_of(feeds: Mapping[str, np.ndarray]) -> int:

@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import hashlib
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, Strict, field_validator
 
 MANIFEST_FILE = "manifest.json"
 MODEL_FILE = "model.onnx"
@@ -67,9 +67,21 @@ class Manifest(_Strict):
     inputs: list[TensorSpec]
     outputs: list[TensorSpec]
     tokenizer: TokenizerSettings | None = None
+    #: The sizes an embedding model was trained to be cut to (Matryoshka representation learning), e.g.
+    #: ``[64, 128, 256]``. ``POST /v1/embeddings`` takes OpenAI's ``dimensions`` only for these (and the
+    #: model's own size): the vector's first ``dimensions`` values, normalised again, as OpenAI answers.
+    #: A model not trained that way must not declare any: its shortened vectors would mean little.
+    matryoshka_dimensions: list[Annotated[int, Strict(), Field(gt=0)]] = Field(default_factory=list)
     golden: Golden
     #: Free-form provenance: source package and version, exporter, opset, quantization.
     source: dict[str, Any] = Field(default_factory=dict)
+
+    @field_validator("matryoshka_dimensions")
+    @classmethod
+    def _distinct(cls, sizes: list[int]) -> list[int]:
+        if len(set(sizes)) != len(sizes):
+            raise ValueError(f"matryoshka_dimensions lists a size twice: {sizes}")
+        return sizes
 
     @property
     def model_sha256(self) -> str:

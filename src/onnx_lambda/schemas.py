@@ -7,9 +7,9 @@ small embeddings request.
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, Strict, ValidatorFunctionWrapHandler, field_validator
 
 from onnx_lambda.manifest import TensorSpec
 
@@ -103,14 +103,75 @@ class InferResponseBody(BaseModel):
     outputs: list[InferTensor]
 
 
+#: OpenAI's limits on one embeddings request (the ``input`` documentation of the ``openai`` package): at most
+#: 2048 inputs, and 300,000 tokens summed over them. Each input's own limit is the model's context length.
+OPENAI_MAX_INPUTS = 2048
+OPENAI_MAX_REQUEST_TOKENS = 300_000
+#: A token id: JSON integers only (no ``true``, no ``1.0``), as OpenAI's API takes them.
+TokenId = Annotated[int, Strict()]
+
+
 class EmbeddingsRequest(BaseModel):
-    """OpenAI's embeddings request; ``dimensions`` and ``user`` are accepted and checked or ignored."""
+    """OpenAI's embeddings request.
+
+    ``input`` is one text, a list of texts, one token-id array or a list of them (OpenAI's four forms).
+    ``dimensions`` is checked against the model's manifest; ``user`` is accepted and ignored (never logged).
+    """
 
     model: str = Field(min_length=1)
-    input: str | list[str]
+    input: str | list[str] | list[TokenId] | list[list[TokenId]] = Field(
+        description="Text or this model's token ids, one input or a list of them. OpenAI's rules: no empty "
+        "string or token array, at most 2048 inputs (or the deployment's max batch size), each within the "
+        "model's context length (its tokenizer's max_length, special tokens included), and 300,000 tokens "
+        "in all. Token ids go to the model as they are: send [CLS] ... [SEP] as the tokenizer would."
+    )
     encoding_format: Literal["float", "base64"] = "float"
-    dimensions: int | None = Field(default=None, gt=0)
-    user: str | None = None
+    dimensions: Annotated[int, Strict()] | None = Field(
+        default=None,
+        gt=0,
+        description="The model's own size, or one of the Matryoshka sizes its manifest declares: the vector is "
+        "cut to that many values and normalised again",
+    )
+    user: str | None = Field(default=None, description="Accepted, as OpenAI's clients send it, and ignored")
+
+    @field_validator("input", mode="wrap")
+    @classmethod
+    def _one_form(cls, value: Any, union: ValidatorFunctionWrapHandler) -> Any:
+        """A list's first item says which of the forms it is, and the first item of another kind is named.
+
+        Left to the union, pydantic would try every form on every item, and report every item that fails
+        each: a 6 MB list of nulls would be millions of errors, and even a valid list of ids takes a second.
+        """
+        if not isinstance(value, list) or not value:
+            return union(value)
+        first = value[0]
+        if not _is_token_id(first) and len(value) > OPENAI_MAX_INPUTS:
+            raise ValueError(f"input has {len(value)} items; OpenAI's limit is {OPENAI_MAX_INPUTS}")
+        if isinstance(first, str):
+            bad = next((i for i, item in enumerate(value) if not isinstance(item, str)), None)
+            if bad is not None:
+                raise ValueError(f"input[{bad}] is not a string, but input[0] is: {_FORMS}")
+        elif _is_token_id(first):
+            bad = next((i for i, item in enumerate(value) if not _is_token_id(item)), None)
+            if bad is not None:
+                raise ValueError(f"input[{bad}] is not a token id (an integer), but input[0] is: {_FORMS}")
+        elif isinstance(first, list):
+            for index, row in enumerate(value):
+                if not isinstance(row, list):
+                    raise ValueError(f"input[{index}] is not a token array, but input[0] is: {_FORMS}")
+                bad = next((i for i, item in enumerate(row) if not _is_token_id(item)), None)
+                if bad is not None:
+                    raise ValueError(f"input[{index}][{bad}] is not a token id (an integer)")
+        else:
+            raise ValueError(f"input[0] is neither a string, a token id nor a token array: {_FORMS}")
+        return value
+
+
+_FORMS = "input is a string, a list of strings, a list of token ids or a list of token-id lists"
+
+
+def _is_token_id(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
 
 
 class EmbeddingItem(BaseModel):

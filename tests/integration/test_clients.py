@@ -20,7 +20,7 @@ from tests.servers import LocalService
 
 EMBEDDER = "all-minilm-l6-v2"
 TABULAR = "breast-cancer-classifier"
-TEXTS = ["Serverless inference on AWS Lambda", "第二个句子", "emoji 🚀 and numbers 42", ""]
+TEXTS = ["Serverless inference on AWS Lambda", "第二个句子", "emoji 🚀 and numbers 42", " "]  # OpenAI refuses ""
 
 
 def direct_embeddings(models_dir: Path, texts: list[str]) -> np.ndarray:

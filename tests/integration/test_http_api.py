@@ -116,7 +116,8 @@ def test_text_over_the_limit(api: httpx.Client) -> None:
     [
         ({"model": EMBEDDER, "input": []}, "empty"),
         ({"model": EMBEDDER}, "input"),
-        ({"model": EMBEDDER, "input": [1, 2]}, "input"),
+        ({"model": EMBEDDER, "input": [1.5, 2]}, "input"),
+        ({"model": EMBEDDER, "input": ""}, "empty string"),
         ({"model": EMBEDDER, "input": "x", "encoding_format": "int8"}, "encoding_format"),
         ({"model": EMBEDDER, "input": "x", "dimensions": 12}, "dimensions"),
         ({"model": TABULAR, "input": "x"}, "tensors"),
