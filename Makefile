@@ -43,6 +43,15 @@ serve: $(BIN)/.installed $(MODELS)/.built  ## start local S3 + Cognito, publish 
 serve-lambda: $(BIN)/.installed $(SAM_VENV)/.installed $(MODELS)/.built  ## as serve, through API Gateway + Lambda emulation (real runtime)
 	$(BIN)/onnx-lambda serve --lambda --port $(PORT)
 
+# The demo (issue 12): the stack with the template's dashboard and alarms, under a short load that makes
+# Api5xxAlarm fire and recover; it stays up until Ctrl-C. DEMO_MINUTE: seconds per CloudWatch minute.
+DEMO_MINUTE ?= 10
+
+.PHONY: demo
+
+demo: $(BIN)/.installed $(SAM_VENV)/.installed $(MODELS)/.built  ## the stack, its dashboard and alarms, a short load: an alarm fires and recovers
+	$(BIN)/python -m onnx_lambda_tools.demo --port $(PORT) --minute $(DEMO_MINUTE)
+
 lint: $(BIN)/.installed  ## ruff lint + format check
 	$(BIN)/ruff check src tests scripts load_tests
 	$(BIN)/ruff format --check src tests scripts load_tests

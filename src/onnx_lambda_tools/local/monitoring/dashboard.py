@@ -8,10 +8,16 @@ unless a row's options say otherwise. Periods run on the :class:`~.metrics.TimeS
 
 A series whose metric no local process can publish (provisioned concurrency, the synthetic canary, ...)
 is not drawn as a flat line: it is listed with the reason, and a widget with nothing else says only that.
+The time axis covers the dashboard's range, or less while the stack is younger than that (from a minute
+before it started), so a fresh stack's first minutes fill the charts; it starts on a boundary of the
+dashboard's longest period, so every period it shows is whole and its datapoint (dated at the period's
+start) is on the chart.
 """
 
 from __future__ import annotations
 
+import contextlib
+import math
 import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -85,6 +91,7 @@ class DashboardView:
         *,
         why_not_local: Callable[[MetricId], str | None],
         alarms: Callable[[], Sequence[Mapping[str, Any]]] = list,
+        started: float | None = None,
     ) -> None:
         self.name = name
         self.body = body
@@ -92,11 +99,16 @@ class DashboardView:
         self.scale = scale
         self._why_not_local = why_not_local
         self._alarms = alarms
+        self._started = started
 
     def render(self, now: float, range_override: float | None = None) -> dict[str, Any]:
         """Every widget with its series over the dashboard's range (CloudWatch seconds), ending ``now``."""
         span = self.scale.local(range_override or range_seconds(self.body))
         start = now - span
+        if self._started is not None and range_override is None:
+            start = max(start, self._started - self.scale.minute_seconds)
+        longest = self.scale.local(self._longest_period())
+        start = math.floor(start / longest) * longest
         widgets = [self._widget(index, widget, start, now) for index, widget in enumerate(self.body.get("widgets", []))]
         return {
             "dashboard": self.name,
@@ -105,6 +117,19 @@ class DashboardView:
             "start": start,
             "widgets": widgets,
         }
+
+    def _longest_period(self) -> int:
+        periods = [DEFAULT_PERIOD]
+        for widget in self.body.get("widgets", []):
+            properties = widget.get("properties") or {}
+            periods.append(int(properties.get("period", DEFAULT_PERIOD)))
+            for row in properties.get("metrics", []):
+                options = row[-1] if row and isinstance(row[-1], dict) else {}
+                periods.append(int(options.get("period", 0)))
+                with contextlib.suppress(SearchError):
+                    if "expression" in options:
+                        periods.append(parse_search(str(options["expression"])).period or 0)
+        return max(periods)
 
     def _widget(self, index: int, widget: Mapping[str, Any], start: float, end: float) -> dict[str, Any]:
         properties: Mapping[str, Any] = widget.get("properties") or {}

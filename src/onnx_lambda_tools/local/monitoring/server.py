@@ -93,6 +93,7 @@ def attach_monitoring(
             scale,
             why_not_local=why_not_local,
             alarms=alarms.to_json,
+            started=time.time(),
         )
     return Monitoring(template, scale, store, recorder, alarms, dashboard, gateway)
 

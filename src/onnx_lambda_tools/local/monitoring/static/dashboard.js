@@ -70,9 +70,10 @@ function renderMetric(node, widget, view) {
     yaxis: series.yAxis === "right" ? "y2" : "y",
     marker: { size: 5 },
   }));
+  const pad = (view.now - view.start) / 50;  // so a point on the range's first or last second is whole
   const layout = {
     margin: { l: 48, r: drawable.some((s) => s.yAxis === "right") ? 48 : 12, t: 4, b: 24 },
-    xaxis: { type: "date", range: [new Date(view.start * 1000), new Date(view.now * 1000)] },
+    xaxis: { type: "date", range: [new Date((view.start - pad) * 1000), new Date((view.now + pad) * 1000)] },
     yaxis: { rangemode: "tozero", zeroline: true },
     legend: { orientation: "h", y: -0.18, font: { size: 11 } },
     showlegend: true,
