@@ -152,3 +152,32 @@ def test_targets_table_and_docs(bench_run: tuple[dict[str, Any], str, str]) -> N
     assert docs.count(report.DOCS_BEGIN) == 1
     assert docs.count(report.DOCS_END) == 1
     assert "int8 batch of 32" in docs
+
+
+def test_cold_start_in_the_container_against_both_bare_processes(bench_run: tuple[dict[str, Any], str, str]) -> None:
+    """Ours and the two bare processes, each in a fresh container of the image under the template's quota."""
+    document, stdout, docs = bench_run
+    box = document["cold_container"]
+    assert box["memory_mb"] == 2048
+    assert box["cpus"] == pytest.approx(2048 / 1769, abs=1e-3)
+    assert set(box["sides"]) == {"ours", "file", "s3"}
+    for side in box["sides"].values():
+        assert 0 < side["init_ms"] <= side["first_response_ms"]
+        assert side["rss_after_init_mib"] > 0
+        assert side["cpu_at_init_ms"] >= 0
+    # Tracing runs as deployed: the SDK sent the init stages and the handler's subsegment over UDP.
+    assert {"model fetch", "session create", "lambda_handler"} <= set(box["sides"]["ours"]["xray_stages_ms"])
+    for reference in ("file", "s3"):
+        ratios = box[f"ratios_vs_{reference}"]
+        ours, bare = box["sides"]["ours"], box["sides"][reference]
+        first = ours["first_response_ms"] / bare["first_response_ms"]
+        rss = ours["rss_after_init_mib"] / bare["rss_after_init_mib"]
+        assert (ratios["first_response"], ratios["rss_after_init"]) == (
+            pytest.approx(first, rel=1e-2),
+            pytest.approx(rss, rel=1e-2),
+        )
+    targets = {target["name"]: target for target in document["targets"]}
+    cold = next(target for name, target in targets.items() if name.startswith("cold start in the container"))
+    assert cold["value"] == box["ratios_vs_file"]["first_response"]
+    assert "Cold start in the function's container" in docs
+    assert "bare process, model from S3 with boto3" in stdout

@@ -7,7 +7,9 @@ Sections, each in the process layout that makes its comparison fair:
 * ``http``: two server processes and one client (:mod:`onnx_lambda_tools.bench.http_path`);
 * ``coldstart`` (and memory): fresh processes from exec (:mod:`onnx_lambda_tools.bench.coldstart`);
 * ``image``: ``pip install --target`` of the runtime dependencies (:mod:`onnx_lambda_tools.bench.image`);
-* ``container``: the built image under Docker with Lambda's limits (:mod:`onnx_lambda_tools.bench.container`).
+* ``container``: the built image under Docker with Lambda's limits (:mod:`onnx_lambda_tools.bench.container`);
+* ``cold-container``: cold start and memory in that image under the quota, against bare processes in the same
+  image (:mod:`onnx_lambda_tools.bench.cold_container`).
 
 A section that fails is reported and the others still run; the exit status is then 1, as it is with
 ``--check`` when a target is missed.
@@ -27,7 +29,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-SECTIONS = ("embeddings", "oip", "runtime", "options", "http", "coldstart", "image", "container")
+SECTIONS = ("embeddings", "oip", "runtime", "options", "http", "coldstart", "image", "container", "cold-container")
 INT8_MODEL = "all-minilm-l6-v2"
 
 
@@ -146,6 +148,16 @@ def bench_command(args: argparse.Namespace) -> int:
             lambda: document.__setitem__(
                 "container",
                 container.measure(args.models_dir, cold_starts=cold_starts, warm_requests=20 if args.quick else 300),
+            ),
+        )
+    if "cold-container" in sections:
+        from onnx_lambda_tools.bench import cold_container
+
+        _section(
+            document,
+            "cold-container",
+            lambda: document.__setitem__(
+                "cold_container", cold_container.measure(args.models_dir, INT8_MODEL, repetitions=cold_starts)
             ),
         )
     document["machine"]["load_average_end"] = [round(x, 2) for x in os.getloadavg()]
