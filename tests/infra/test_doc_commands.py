@@ -104,6 +104,11 @@ NOT_RUN = (
     NotRun(r"\.venv/bin/onnx-lambda package path/to/", "your own model's paths: tests/integration/test_package.py"),
     NotRun(r"ONNX_LAMBDA_MODELS=.*build/my-classifier", "needs what the placeholder `package` command writes"),
     NotRun(r"make load\b", "a minute or more: tests/integration/test_load_tests.py runs a short locust run"),
+    NotRun(r"make demo\b", "a server until Ctrl-C: tests/dashboard/test_demo.py runs it faster, then stops"),
+    NotRun(
+        r"curl -s -X POST http://127\.0\.0\.1:8002/faults/",
+        "needs `make demo` or `make serve-lambda` running: tests/dashboard/ arms the same fault switch",
+    ),
     NotRun(r"make bench\b", "minutes of benchmarks: tests/integration/test_bench_smoke.py runs a quick one"),
     NotRun(r"make cost\b", "rewrites docs/cost.md and docs/cost.png: tests/unit/test_cost.py checks they are current"),
     NotRun(r"make diagram\b", "rewrites docs/architecture.md: `make check-infra` checks it is current"),
