@@ -309,7 +309,10 @@ class AlarmEvaluator:
         while True:
             now = self._clock()
             await asyncio.sleep(math.floor(now / tick) * tick + tick + settle - now)
-            self.evaluate_all()
+            try:
+                self.evaluate_all()
+            except Exception:  # one bad evaluation must not end the alarms
+                log.exception("the alarms could not be evaluated")
 
     def to_json(self) -> list[dict[str, Any]]:
         return [status.to_json() for status in self.alarms]
