@@ -252,11 +252,12 @@ def test_the_packaged_price_file_is_complete_and_sourced():
 
 def test_the_generator_is_deterministic_and_docs_are_current(tmp_path):
     pytest.importorskip("matplotlib", reason="the cost extra (matplotlib) draws the chart")
+    from onnx_lambda_tools.cost.power_tuning import load_tuning
     from onnx_lambda_tools.cost.report import write_docs
 
-    prices, measurements = load_prices(), load_measurements(ROOT)
-    first = write_docs(tmp_path / "a", Scenario(), measurements, prices)
-    second = write_docs(tmp_path / "b", Scenario(), measurements, prices)
+    prices, measurements, tuning = load_prices(), load_measurements(ROOT), load_tuning(ROOT)
+    first = write_docs(tmp_path / "a", Scenario(), measurements, prices, tuning)
+    second = write_docs(tmp_path / "b", Scenario(), measurements, prices, tuning)
     for one, two in zip(first, second, strict=True):
         assert one.read_bytes() == two.read_bytes(), one.name
     committed = ROOT / "docs" / "cost.md"

@@ -183,9 +183,10 @@ def cost_command(args: argparse.Namespace) -> int:
             print(f"measured the handler at 1 and 2 threads: {written}", file=sys.stderr)
         measurements = load_measurements(args.root)
         if args.write_docs is not None:
+            from onnx_lambda_tools.cost.power_tuning import load_tuning
             from onnx_lambda_tools.cost.report import write_docs
 
-            for path in write_docs(args.write_docs, scenario, measurements, prices):
+            for path in write_docs(args.write_docs, scenario, measurements, prices, load_tuning(args.root)):
                 print(f"wrote {path}", file=sys.stderr)
             return 0
         breakdown = stack_breakdown(scenario, measurements, prices)

@@ -8,11 +8,12 @@ twice on the same inputs writes the same bytes, and a changed doc in a diff mean
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import replace
 from pathlib import Path
-from typing import Final
+from typing import Any, Final
 
+from onnx_lambda_tools.cost import power_tuning
 from onnx_lambda_tools.cost.chart import write_chart
 from onnx_lambda_tools.cost.lambda_sizing import MB_PER_VCPU, billed_ms
 from onnx_lambda_tools.cost.measurements import WORKLOAD_LABELS, Measurements
@@ -93,8 +94,14 @@ def break_even_text(result: BreakEven, first: str, second: str) -> str:
     return f"{first} costs more than {second} from **{volume(result.volume)} requests a month** ({result.volume:,.0f})"
 
 
-def write_docs(directory: Path, scenario: Scenario, measurements: Measurements, prices: PriceBook) -> tuple[Path, Path]:
-    """Write ``cost.md`` and ``cost.png`` into ``directory``; returns their paths."""
+def write_docs(
+    directory: Path,
+    scenario: Scenario,
+    measurements: Measurements,
+    prices: PriceBook,
+    tuning: tuple[Path, Mapping[str, Any]] | None = None,
+) -> tuple[Path, ...]:
+    """Write ``cost.md`` and ``cost.png`` (and, with ``make tune``'s results, its chart) into ``directory``."""
     chart = directory / CHART_FILE
     series: dict[str, list[float]] = {}
     for label in WHOLE_STACKS:
@@ -111,10 +118,18 @@ def write_docs(directory: Path, scenario: Scenario, measurements: Measurements, 
         f"{scenario.architecture}, {scenario.cold_start_rate:.1%} cold starts",
         marks=_marks(scenario, measurements, prices),
     )
-    document = render(scenario, measurements, prices)
+    written = [chart]
+    tuning_section = ""
+    if tuning is not None:
+        tuning_path, tuning_document = tuning
+        power_tuning.write_chart(directory / power_tuning.CHART_FILE, tuning_document)
+        written.append(directory / power_tuning.CHART_FILE)
+        source = f"bench/tune/{tuning_path.name}"
+        tuning_section = power_tuning.section(source, tuning_document, power_tuning.CHART_FILE)
+    document = render(scenario, measurements, prices, tuning_section)
     path = directory / DOC_FILE
     path.write_text(document, encoding="utf-8")
-    return path, chart
+    return (path, *written)
 
 
 def _marks(scenario: Scenario, measurements: Measurements, prices: PriceBook) -> list[tuple[float, float, str]]:
@@ -131,7 +146,7 @@ def _marks(scenario: Scenario, measurements: Measurements, prices: PriceBook) ->
     return marks
 
 
-def render(scenario: Scenario, measurements: Measurements, prices: PriceBook) -> str:
+def render(scenario: Scenario, measurements: Measurements, prices: PriceBook, tuning_section: str = "") -> str:
     worked = [stack_breakdown(at_volume(scenario, v), measurements, prices) for v in WORKED_VOLUMES]
     advice = {name: advise(replace(scenario, workload=name), measurements, prices) for name in measurements.workloads}
     lines: list[str] = []
@@ -153,6 +168,8 @@ def render(scenario: Scenario, measurements: Measurements, prices: PriceBook) ->
     add(_worked(worked, prices))
     add(_comparison(scenario, measurements, prices))
     add(_memory(advice, scenario))
+    if tuning_section:
+        add(tuning_section)
     add(_sensitivity(scenario, measurements, prices))
     add(_price_table(prices))
     add(_excluded())
