@@ -41,28 +41,42 @@ if TYPE_CHECKING:
 
 
 class PrefetchingStore(ModelStore):
-    """A model store that starts fetching every configured model the moment it is built."""
+    """A model store that starts fetching every configured model the moment it is built.
+
+    A download is handed over before it is written to the /tmp cache, so the write (for a re-init in this
+    environment) runs while the session is built, not before it; :meth:`join` waits for it at the end of
+    init. Deferring it past the first response would keep the downloaded bytes alive after init, to save a
+    few ms of CPU (docs/performance.md).
+    """
 
     def __init__(self, settings: Settings) -> None:
         super().__init__(settings)
         self._pending: dict[ModelSource, Future[ModelArtifacts]] = {}
         #: When each prefetch ran (wall clock), for the first invocation's trace.
         self._fetched: dict[ModelSource, tuple[float, float]] = {}
+        self._threads: list[threading.Thread] = []
         for source in settings.models:
             future: Future[ModelArtifacts] = Future()
             self._pending[source] = future
             thread = threading.Thread(target=self._prefetch, args=(source, future), name="model-prefetch", daemon=True)
             thread.start()
+            self._threads.append(thread)
 
     def _prefetch(self, source: ModelSource, future: Future[ModelArtifacts]) -> None:
         started = time.time()
         try:
-            artifacts = super().fetch(source)
+            artifacts, write_cache = super().fetch_then_cache(source)
         except BaseException as error:  # handed to the caller of fetch(), which raises it
             future.set_exception(error)
-        else:
-            self._fetched[source] = (started, time.time())
-            future.set_result(artifacts)
+            return
+        self._fetched[source] = (started, time.time())
+        future.set_result(artifacts)
+        write_cache()
+
+    def join(self) -> None:
+        """Wait for the prefetch threads (their cache writes), so that init ends with their buffers freed."""
+        for thread in self._threads:
+            thread.join()
 
     def fetch(self, source: ModelSource) -> ModelArtifacts:
         pending = self._pending.pop(source, None)
@@ -92,6 +106,7 @@ warnings.filterwarnings("ignore", message="No application metrics to publish")
 
 registry = load_registry(settings, store)
 inference = InferenceRoutes(registry, settings)
+store.join()
 del store  # its download buffers and S3 client are garbage now
 
 #: Mangum's rule (its default ``text_mime_types``) for bodies that go back as text rather than base64.

@@ -13,7 +13,7 @@ and its version, and nothing is returned: a half-loaded model can never be serve
 keyed on every pin, lives in a directory that must be private to this user, and is re-verified against
 the pins on every read: a planted or stale entry is never served.
 
-This module knows nothing of ONNX: it hands back bytes.
+This module knows nothing of ONNX: it hands back bytes. Its S3 reads go through :mod:`onnx_lambda.s3`.
 """
 
 from __future__ import annotations
@@ -35,26 +35,19 @@ import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import FIRST_EXCEPTION, Future, wait
 from dataclasses import dataclass
+from http.client import HTTPException
 from pathlib import Path
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, Final, ParamSpec, TypeVar
+from typing import Any, Final, ParamSpec, TypeVar
 from urllib.parse import unquote, urlsplit
 from urllib.request import url2pathname
 
-import boto3
-from botocore.config import Config
-from botocore.exceptions import BotoCoreError, ClientError
 from pydantic import ValidationError
-from urllib3.exceptions import HTTPError as URLLib3HTTPError
 
 from onnx_lambda.config import ModelSource, Settings
 from onnx_lambda.errors import ModelLoadError
 from onnx_lambda.manifest import MANIFEST_FILE, MODEL_FILE, TOKENIZER_FILE, FileEntry, Manifest
-
-if TYPE_CHECKING:
-    from botocore.response import StreamingBody
-    from mypy_boto3_s3 import S3Client
-    from mypy_boto3_s3.type_defs import GetObjectOutputTypeDef
+from onnx_lambda.s3 import S3Client, S3ConnectionError, S3Error, S3Response
 
 log = logging.getLogger("onnx_lambda.model_store")
 
@@ -72,6 +65,12 @@ _MISSING_CODES: Final = frozenset({"NoSuchKey", "NoSuchVersion", "NoSuchBucket",
 
 #: Sibling file name -> how error messages name that object.
 _Labeller = Callable[[str], str]
+#: A downloaded model's /tmp cache write, still to do (see :meth:`ModelStore.fetch_then_cache`).
+CacheWrite = Callable[[], None]
+
+
+def _nothing_to_write() -> None:
+    """The cache write of a model read from a file or from the cache itself."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -113,13 +112,22 @@ class ModelStore:
 
     def fetch(self, source: ModelSource) -> ModelArtifacts:
         """Return the source's verified files, or raise ModelLoadError saying which object is wrong and how."""
+        artifacts, write_cache = self.fetch_then_cache(source)
+        write_cache()
+        return artifacts
+
+    def fetch_then_cache(self, source: ModelSource) -> tuple[ModelArtifacts, CacheWrite]:
+        """:meth:`fetch`, leaving the /tmp cache write of a download to the caller, to run when it costs least.
+
+        The write never raises: a cache that can't be written only costs a later init the download.
+        """
         try:
             if source.uri.startswith("file://"):
-                return self._fetch_file(source)
+                return self._fetch_file(source), _nothing_to_write
             return self._fetch_s3(source)
         except ModelLoadError:
             raise
-        except (BotoCoreError, ClientError, OSError, ValueError) as error:
+        except (S3Error, S3ConnectionError, OSError, ValueError) as error:
             raise ModelLoadError(f"{source.uri}: {error}") from error
 
     # --- file:// ------------------------------------------------------------------------------
@@ -141,7 +149,7 @@ class ModelStore:
 
     # --- s3:// --------------------------------------------------------------------------------
 
-    def _fetch_s3(self, source: ModelSource) -> ModelArtifacts:
+    def _fetch_s3(self, source: ModelSource) -> tuple[ModelArtifacts, CacheWrite]:
         try:
             bucket, key, version_id = parse_s3_uri(source.uri)
         except ValueError as error:
@@ -163,7 +171,7 @@ class ModelStore:
         entry_name = cache_key(source)
         cached = self._read_cache(source, entry_name, started)
         if cached is not None:
-            return cached
+            return cached, _nothing_to_write
 
         model_object = _S3Object(bucket, key, version_id)
         with _S3Download(self._client(), self._settings) as download:
@@ -186,13 +194,14 @@ class ModelStore:
         fetched = time.perf_counter()
         files = _Files(manifest, manifest_bytes, model, model_entry, tokenizer)
         hash_seconds = _verify(files, source, str(model_object), labels.__getitem__)
-        write_started = time.perf_counter()
-        written = self._write_cache(entry_name, files)
         artifacts = _artifacts(source.uri, files, started, fetched - started, hash_seconds, from_cache=False)
-        if written:
-            artifacts.timings["cache_write"] = time.perf_counter() - write_started
-            artifacts.timings["total"] = time.perf_counter() - started
-        return artifacts
+
+        def write_cache() -> None:
+            write_started = time.perf_counter()
+            if self._write_cache(entry_name, files):
+                artifacts.timings["cache_write"] = time.perf_counter() - write_started
+
+        return artifacts, write_cache
 
     def _client(self) -> S3Client:
         with self._s3_lock:
@@ -261,14 +270,12 @@ def cache_key(source: ModelSource) -> str:
 
 
 def build_s3_client(settings: Settings) -> S3Client:
-    """The S3 client the store uses: bounded timeouts and retries, a connection per download worker."""
-    config = Config(
-        connect_timeout=settings.s3_timeout_seconds,
-        read_timeout=settings.s3_timeout_seconds,
-        retries={"mode": "standard", "total_max_attempts": settings.s3_max_attempts},
-        max_pool_connections=max(10, settings.s3_max_concurrency + 2),
+    """The S3 client the store uses: the configured endpoint, timeouts and attempts (see :mod:`onnx_lambda.s3`)."""
+    return S3Client(
+        endpoint_url=settings.s3_endpoint_url,
+        timeout_seconds=settings.s3_timeout_seconds,
+        max_attempts=settings.s3_max_attempts,
     )
-    return boto3.client("s3", endpoint_url=settings.s3_endpoint_url, config=config)
 
 
 def parse_s3_uri(uri: str) -> tuple[str, str, str | None]:
@@ -498,13 +505,13 @@ def _sibling(key: str, name: str) -> str:
 
 
 class _RetryableRead(Exception):
-    """A body that ended early; botocore doesn't retry reads that fail mid-body, so we do."""
+    """A body that ended early: the client retries requests, not reads that fail mid-body, so we do."""
 
 
 class _S3Download:
     """One fetch's S3 reads: a worker pool, a deadline over all of them, and a stop flag for stragglers.
 
-    botocore retries a request that fails before its body arrives (connect errors, 5xx, throttling);
+    The client retries a request that fails before its body arrives (connect errors, 5xx, throttling);
     :meth:`_read_range` retries what it can't: a body that times out or ends early. The deadline is
     enforced by the waiting thread, so even a worker stuck in a socket read can't hold init past it.
     """
@@ -561,23 +568,23 @@ class _S3Download:
     def _get_small_object(self, obj: _S3Object, expected_size: int | None) -> bytes:
         """GET a pinned version whole: the manifest (size unknown until read, so capped) or the tokenizer."""
         try:
-            response = self._s3.get_object(Bucket=obj.bucket, Key=obj.key, VersionId=str(obj.version_id))
-        except ClientError as error:
+            response = self._s3.get_object(obj.bucket, obj.key, str(obj.version_id))
+        except S3Error as error:
             raise _client_error(obj, error, posixpath.basename(obj.key)) from None
-        except BotoCoreError as error:
+        except S3ConnectionError as error:
             raise ModelLoadError(f"{obj} could not be fetched: {error}") from None
-        size = response["ContentLength"]
+        size = response.content_length
         if expected_size is not None and size != expected_size:
-            response["Body"].close()
+            response.close()
             raise _size_mismatch(obj, size, expected_size)
         if size > MAX_MANIFEST_BYTES and expected_size is None:
-            response["Body"].close()
+            response.close()
             raise ModelLoadError(f"{obj} is {size} bytes, over the {MAX_MANIFEST_BYTES} bytes a manifest may have")
         buffer = bytearray(size)
         if size:
             self._read_range(obj, 0, memoryview(buffer), size, first_response=response)
         else:
-            response["Body"].close()
+            response.close()
         return bytes(buffer)
 
     def _read_range(
@@ -586,7 +593,7 @@ class _S3Download:
         start: int,
         into: memoryview,
         total: int,
-        first_response: GetObjectOutputTypeDef | None = None,
+        first_response: S3Response | None = None,
     ) -> None:
         """Fill ``into`` with bytes ``start..`` of the pinned version, retrying reads that fail mid-body."""
         end = start + len(into) - 1
@@ -598,9 +605,9 @@ class _S3Download:
             if response is None:
                 response = self._get_range(obj, start, end, total)
             try:
-                _read_exactly(response["Body"], into)
+                _read_exactly(response, into)
                 return
-            except (_RetryableRead, BotoCoreError, URLLib3HTTPError, OSError) as error:
+            except (_RetryableRead, HTTPException, OSError) as error:
                 if attempt >= self._settings.s3_max_attempts:
                     raise ModelLoadError(
                         f"{obj}: reading bytes {start}-{end} failed {attempt} times, last: {error}"
@@ -610,29 +617,25 @@ class _S3Download:
                 attempt += 1
                 response = None
 
-    def _get_range(self, obj: _S3Object, start: int, end: int, total: int) -> GetObjectOutputTypeDef:
+    def _get_range(self, obj: _S3Object, start: int, end: int, total: int) -> S3Response:
         # Every retry reads the same, pinned version.
-        byte_range = f"bytes={start}-{end}"
         try:
-            response = self._s3.get_object(
-                Bucket=obj.bucket, Key=obj.key, VersionId=str(obj.version_id), Range=byte_range
-            )
-        except ClientError as error:
-            if _error_code(error) == "InvalidRange":
-                actual = error.response.get("Error", {}).get("ActualObjectSize", "fewer")
-                raise _size_mismatch(obj, actual, total) from None
+            response = self._s3.get_object(obj.bucket, obj.key, str(obj.version_id), f"bytes={start}-{end}")
+        except S3Error as error:
+            if error.code == "InvalidRange":
+                raise _size_mismatch(obj, error.details.get("ActualObjectSize", "fewer"), total) from None
             raise _client_error(obj, error, f"bytes {start}-{end}") from None
-        except BotoCoreError as error:  # botocore has already retried these
+        except S3ConnectionError as error:  # already retried
             raise ModelLoadError(f"{obj} could not be fetched: {error}") from None
-        match = _CONTENT_RANGE_TOTAL.search(response.get("ContentRange", ""))
-        actual_total = int(match.group(1)) if match else response["ContentLength"]
+        match = _CONTENT_RANGE_TOTAL.search(response.content_range)
+        actual_total = int(match.group(1)) if match else response.content_length
         if actual_total != total:
-            response["Body"].close()
+            response.close()
             raise _size_mismatch(obj, actual_total, total)
-        if response["ContentLength"] != end - start + 1:
-            response["Body"].close()
+        if response.content_length != end - start + 1:
+            response.close()
             raise ModelLoadError(
-                f"{obj}: asked for bytes {start}-{end}, got {response['ContentLength']} bytes (range ignored?)"
+                f"{obj}: asked for bytes {start}-{end}, got {response.content_length} bytes (range ignored?)"
             )
         return response
 
@@ -670,7 +673,7 @@ class _DaemonPool:
     """A minimal ThreadPoolExecutor whose threads are daemons.
 
     ThreadPoolExecutor joins its workers at interpreter exit, so a worker stuck in a socket read past
-    the deadline would hold a failed init (and the process) until botocore gave up. These don't.
+    the deadline would hold a failed init (and the process) until the read timed out. These don't.
     """
 
     def __init__(self, workers: int) -> None:
@@ -706,11 +709,11 @@ class _DaemonPool:
                 future.set_result(result)
 
 
-def _read_exactly(body: StreamingBody, into: memoryview) -> None:
+def _read_exactly(body: S3Response, into: memoryview) -> None:
     filled = 0
     try:
         while filled < len(into):
-            count = body.readinto(into[filled:])  # type: ignore[arg-type]  # stubs say IO; any buffer works
+            count = body.readinto(into[filled:])
             if not count:
                 raise _RetryableRead(f"body ended after {filled} of {len(into)} bytes")
             filled += count
@@ -718,12 +721,8 @@ def _read_exactly(body: StreamingBody, into: memoryview) -> None:
         body.close()
 
 
-def _error_code(error: ClientError) -> str:
-    return str(error.response.get("Error", {}).get("Code", ""))
-
-
-def _client_error(obj: _S3Object, error: ClientError, what: str) -> ModelLoadError:
-    code = _error_code(error)
+def _client_error(obj: _S3Object, error: S3Error, what: str) -> ModelLoadError:
+    code = error.code
     if code in _MISSING_CODES:
         return ModelLoadError(f"{what}: {obj} does not exist ({code})")
     if code in ("AccessDenied", "403"):

@@ -35,7 +35,7 @@ from tests.faults.support import (
     publish_model,
     tabular_body,
 )
-from tests.integration.moto import Blackhole, FaultyProxy, ProxiedRequest, ResettingEndpoint
+from tests.integration.moto import Blackhole, FaultyProxy, ProxiedRequest, ResettingEndpoint, closed_port_url
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
@@ -162,3 +162,22 @@ def test_an_app_whose_models_did_not_load_answers_only_health(tmp_path: Path) ->
     infer = handler(infer_event(TABULAR, tabular_body()), LambdaContext())  # type: ignore[arg-type]
     assert infer["statusCode"] == 503
     assert "not loaded" in json.loads(infer["body"])["error"]
+
+
+def test_a_reinit_in_the_same_environment_loads_what_the_first_init_cached(
+    published: Published, models_dir: Path, moto_server: str, tmp_path: Path, log: Path
+) -> None:
+    """The first init writes the model it downloaded to /tmp (while its session is built) before it ends; a
+    re-init in the same environment, which keeps /tmp (Lambda's, after a crash or a timeout), loads it from
+    there with S3 out of reach, and answers the same."""
+    cache = tmp_path / "cache"
+    with start(function_environment([published.source()], moto_server, cache), log) as fn:
+        first = fn.invoke(infer_event(TABULAR, tabular_body()))
+    assert not first.function_error, first.payload
+    assert first.payload["statusCode"] == 200
+    (entry,) = [path for path in cache.iterdir() if not path.name.startswith(".")]
+    assert (entry / MODEL_FILE).read_bytes() == (models_dir / TABULAR / MODEL_FILE).read_bytes()
+    with start(function_environment([published.source()], closed_port_url(), cache), log) as fn:
+        again = fn.invoke(infer_event(TABULAR, tabular_body()))
+    assert not again.function_error, again.payload
+    assert json.loads(again.payload["body"]) == json.loads(first.payload["body"])

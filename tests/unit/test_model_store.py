@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
-from typing import Any
 
 import pytest
 
@@ -310,7 +309,7 @@ def test_malformed_s3_uri_is_a_model_load_error(tmp_path: Path, bundle: Bundle) 
 # --- the S3 client ------------------------------------------------------------------------------
 
 
-def test_s3_client_uses_the_configured_endpoint_timeouts_retries_and_pool(tmp_path: Path) -> None:
+def test_s3_client_uses_the_configured_endpoint_timeout_and_attempts(tmp_path: Path) -> None:
     source = ModelSource(uri="s3://bkt/model.onnx?versionId=v1", sha256=SHA_OF_NOTHING_IN_PARTICULAR)
     settings = make_settings(
         tmp_path,
@@ -321,8 +320,5 @@ def test_s3_client_uses_the_configured_endpoint_timeouts_retries_and_pool(tmp_pa
         s3_max_concurrency=32,
     )
     client = build_s3_client(settings)
-    config: Any = client.meta.config  # botocore's stubs don't list Config's options
-    assert client.meta.endpoint_url == "http://127.0.0.1:9"
-    assert (config.connect_timeout, config.read_timeout) == (2.5, 2.5)
-    assert config.retries == {"mode": "standard", "total_max_attempts": 5}
-    assert config.max_pool_connections >= 32
+    # How each is used is tested on the client itself, over real HTTP (tests/unit/test_s3_client.py).
+    assert (client.endpoint_url, client.timeout_seconds, client.max_attempts) == ("http://127.0.0.1:9", 2.5, 5)

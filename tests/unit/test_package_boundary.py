@@ -37,6 +37,7 @@ RUNTIME_FILES = {
     "protocol.py",
     "py.typed",
     "registry.py",
+    "s3.py",
     "schemas.py",
 }
 #: Imports that must never appear in the runtime, even for type checking only.

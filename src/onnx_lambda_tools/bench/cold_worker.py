@@ -91,14 +91,19 @@ def ours(spec: dict[str, Any]) -> dict[str, Any]:
     store_timings: dict[str, float] = {}
 
     def patch_store(module: types.ModuleType) -> None:
-        fetch = module.ModelStore.fetch
+        fetch = module.ModelStore.fetch_then_cache
 
         def fetch_keeping_timings(store: Any, source: Any) -> Any:
-            artifacts = fetch(store, source)
+            artifacts, write_cache = fetch(store, source)
             store_timings.update(artifacts.timings)
-            return artifacts
 
-        module.ModelStore.fetch = timeline.timed("fetch", fetch_keeping_timings)
+            def write_keeping_timings() -> None:
+                write_cache()
+                store_timings.update(artifacts.timings)
+
+            return artifacts, write_keeping_timings
+
+        module.ModelStore.fetch_then_cache = timeline.timed("fetch", fetch_keeping_timings)
 
     def patch_model(module: types.ModuleType) -> None:
         module.OnnxModel.from_bytes = classmethod(timeline.timed("session", module.OnnxModel.from_bytes.__func__))
