@@ -342,9 +342,25 @@ def test_infer_records_its_time_in_ms_and_its_batch_under_the_models_dimensions(
     assert recorded["values"] == {INFERENCE_TIME: [125.0], BATCH_SIZE: [3.0]}
 
 
-def test_metrics_of_another_model_flush_the_first_models_under_its_own_dimensions(
+def test_the_same_model_again_adds_to_the_same_metric_set_without_a_flush(
     routes: InferenceRoutes, registry: ModelRegistry, capsys: pytest.CaptureFixture[str], fresh_metrics: None
 ) -> None:
+    body, headers = encode_infer_request([("features", ROWS)])
+    routes.infer(registry.get(TABULAR), body, {k.lower(): v for k, v in headers.items()})
+    capsys.readouterr()
+    routes.infer(registry.get(TABULAR), body, {k.lower(): v for k, v in headers.items()})
+    assert '{"_aws"' not in capsys.readouterr().out
+    assert emf(metrics.serialize_metric_set())["values"][BATCH_SIZE] == [3.0, 3.0]
+
+
+def test_metrics_of_another_model_flush_the_first_models_under_its_own_dimensions(
+    routes: InferenceRoutes,
+    registry: ModelRegistry,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+    fresh_metrics: None,
+) -> None:
+    monkeypatch.setattr(inference, "time", FakeTime())
     body, headers = encode_infer_request([("features", ROWS)])
     routes.infer(registry.get(TABULAR), body, {k.lower(): v for k, v in headers.items()})
     capsys.readouterr()
@@ -356,6 +372,7 @@ def test_metrics_of_another_model_flush_the_first_models_under_its_own_dimension
     assert current["dimensions"]["model"] == EMBEDDER
     assert current["dimensions"]["model_version"] == registry.get(EMBEDDER).model.version
     assert current["values"][BATCH_SIZE] == [2.0]
+    assert current["values"][INFERENCE_TIME] == [125.0]
     assert current["units"][TOKENS] == "Count"
 
 

@@ -819,3 +819,16 @@ def decode_error(body: bytes, **limits: Any) -> str:
     with pytest.raises(BadRequest) as caught:
         decode_infer_request(body, None, **limits)
     return caught.value.message
+
+
+def test_a_null_beside_fractions_in_a_response_keeps_the_fractions() -> None:
+    """Nulls (NaN in a JSON response) take the slow path over Python objects; 1.5 must stay 1.5 there."""
+    document = {
+        "model_name": "m",
+        "outputs": [{"name": "y", "datatype": "FP32", "shape": [3], "data": [1.5, None, -2.25]}],
+    }
+    values = decode_infer_response(orjson.dumps(document), None).outputs["y"]
+    assert values.dtype == np.float32
+    assert values[0] == 1.5
+    assert np.isnan(values[1])
+    assert values[2] == -2.25
