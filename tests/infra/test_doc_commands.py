@@ -110,6 +110,10 @@ NOT_RUN = (
         "needs `make demo` or `make serve-lambda` running: tests/dashboard/ arms the same fault switch",
     ),
     NotRun(r"make bench\b", "minutes of benchmarks: tests/integration/test_bench_smoke.py runs a quick one"),
+    NotRun(
+        r"make mutation\b",
+        "15 to 60 minutes of mutants; its tests run in `make test`, and mutation/results/ records each run",
+    ),
     NotRun(r"make cost\b", "rewrites docs/cost.md and docs/cost.png: tests/unit/test_cost.py checks they are current"),
     NotRun(r"make diagram\b", "rewrites docs/architecture.md: `make check-infra` checks it is current"),
     NotRun(r"\.venv/bin/python scripts/make_events\.py", "rewrites events/: tests/integration/test_handler_events.py"),
