@@ -9,7 +9,6 @@ fixed 128, which would both truncate long texts early and waste compute on short
 from __future__ import annotations
 
 import hashlib
-import logging
 from collections.abc import Sequence
 from importlib import metadata
 from pathlib import Path
@@ -23,7 +22,7 @@ from tokenizers import Tokenizer
 from onnx_lambda.config import available_cpus
 from onnx_lambda.manifest import MODEL_FILE, TOKENIZER_FILE, Golden, Manifest, TokenizerSettings
 from onnx_lambda.model import session_options
-from onnx_lambda_tools.export import MINILM_FP32, MINILM_INT8, MODEL_VERSION, golden, smoothing
+from onnx_lambda_tools.export import MINILM_FP32, MINILM_INT8, MODEL_VERSION, golden, int8
 from onnx_lambda_tools.export.bundle import staged_model_dir, write_manifest
 from onnx_lambda_tools.export.calibration import CALIBRATION_TEXTS
 
@@ -70,53 +69,12 @@ def tokenize(tokenizer: Tokenizer, texts: Sequence[str]) -> dict[str, Int64Array
     }
 
 
-def quantize_int8(fp32_model: Path, int8_model: Path, tokenizer: Tokenizer) -> dict[str, Any]:
-    """Smooth (see ``smoothing``), then dynamic int8 with per-channel weights: a quarter of the size and 2-3x
-    faster on CPU.
-
-    Returns what to record in the manifest about how it was made.
-    """
-    import onnx
-    from onnxruntime.quantization import QuantType, quantize_dynamic
-
-    model = onnx.load(str(fp32_model))
-    groups = smoothing.layernorm_matmul_groups(model)
-    batches = [
+def calibration_batches(tokenizer: Tokenizer) -> list[dict[str, Int64Array]]:
+    """The calibration text, tokenized in batches padded to their longest item, like serving."""
+    return [
         tokenize(tokenizer, CALIBRATION_TEXTS[start : start + CALIBRATION_BATCH])
         for start in range(0, len(CALIBRATION_TEXTS), CALIBRATION_BATCH)
     ]
-    smoothed = smoothing.smooth(model, smoothing.activation_absmax(model, groups, batches))
-    # quantize_dynamic logs advice to run onnxruntime's pre-processing (shape inference and a graph
-    # optimization pass). Not needed here: the session optimizes the graph at load, and the parity test
-    # holds the result to the fp32 model.
-    quiet = _DropMessage("Please consider to run pre-processing before quantization")
-    logging.getLogger().addFilter(quiet)
-    try:
-        quantize_dynamic(smoothed, int8_model, per_channel=True, weight_type=QuantType.QInt8)
-    finally:
-        logging.getLogger().removeFilter(quiet)
-    return {
-        "method": "onnxruntime.quantization.quantize_dynamic",
-        "per_channel": True,
-        "weight_type": "QInt8",
-        "activations": "QUInt8, dynamic, per tensor",
-        "smoothing": {
-            "method": "SmoothQuant on LayerNormalization outputs that feed MatMul, power-of-two scales",
-            "alpha": smoothing.ALPHA,
-            "activations_smoothed": len(groups),
-            "calibration_texts": len(CALIBRATION_TEXTS),
-        },
-        "onnxruntime": ort.__version__,
-    }
-
-
-class _DropMessage(logging.Filter):
-    def __init__(self, prefix: str) -> None:
-        super().__init__()
-        self._prefix = prefix
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        return not record.getMessage().startswith(self._prefix)
 
 
 def _sha256_file(path: Path) -> str:
@@ -202,12 +160,14 @@ def build(out: Path) -> list[Manifest]:
         )
 
     with staged_model_dir(out / MINILM_INT8) as int8_dir:
-        quantization = quantize_int8(out / MINILM_FP32 / MODEL_FILE, int8_dir / MODEL_FILE, tokenizer)
-        int8 = _seal(
+        quantization = int8.quantize(
+            out / MINILM_FP32 / MODEL_FILE, int8_dir / MODEL_FILE, calibration_batches(tokenizer), int8.SHIPPED
+        )
+        quantized = _seal(
             int8_dir,
             MINILM_INT8,
             description.format(
-                upstream=UPSTREAM, variant=", int8 (SmoothQuant + dynamic quantization, per-channel weights)"
+                upstream=UPSTREAM, variant=", int8 (SmoothQuant + static quantization, per-channel weights)"
             ),
             tokenizer,
             {
@@ -216,4 +176,4 @@ def build(out: Path) -> list[Manifest]:
                 "quantization": {**quantization, "from": {"name": MINILM_FP32, "sha256": fp32.model_sha256}},
             },
         )
-    return [fp32, int8]
+    return [fp32, quantized]

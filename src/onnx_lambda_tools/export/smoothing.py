@@ -1,8 +1,8 @@
-"""SmoothQuant (Xiao et al., 2023) before dynamic int8 quantization.
+"""SmoothQuant (Xiao et al., 2023) before int8 quantization (``int8``).
 
-``quantize_dynamic`` quantizes each MatMul's activation per tensor, with one uint8 scale for the whole
-[batch, sequence, channels] input, but BERT's LayerNorm outputs carry a few channels far larger than the
-rest. Those outliers set the scale, and the remaining channels keep only a handful of levels. Per-channel
+int8 quantization, static or dynamic, quantizes each MatMul's activation per tensor, with one uint8 scale for
+the whole [batch, sequence, channels] input, but BERT's LayerNorm outputs carry a few channels far larger than
+the rest. Those outliers set the scale, and the remaining channels keep only a handful of levels. Per-channel
 weight quantization alone keeps cosine ~0.999 to fp32 on the parity corpus; per-tensor activations bring the
 mean down to ~0.989.
 
@@ -12,7 +12,9 @@ weight quantization handles well. ``s_j = max|X_j|^alpha / max|W_j|^(1-alpha)`` 
 ``alpha = 0.5``, where ``max|X_j|`` comes from calibration text. Each ``s_j`` is rounded to a power of two, so
 the smoothed fp32 graph computes bit for bit what the original does, and last-bit calibration noise from
 another CPU doesn't move the scales. Only LayerNorm outputs are smoothed (the inputs of Q/K/V and of the
-FFN's first MatMul), as in the paper: smoothing the attention context or the GELU output measured worse.
+FFN's first MatMul), as in the paper: smoothing the attention context or the GELU output measured worse,
+with dynamic quantization and with static (a prototype: mean cosine 0.987 and min 0.952, against 0.994 and
+0.975 without).
 """
 
 from __future__ import annotations
