@@ -242,7 +242,8 @@ class LambdaLimits:
 
     @property
     def cpus(self) -> float:
-        return round(self.memory_mb / MB_PER_VCPU, 3)
+        """Lambda's share, capped at this machine's CPUs (Docker refuses a quota over them)."""
+        return min(round(self.memory_mb / MB_PER_VCPU, 3), float(os.cpu_count() or 1))
 
     def docker_arguments(self) -> list[str]:
         return [
