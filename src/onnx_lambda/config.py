@@ -188,7 +188,8 @@ def plan_threads(budget: float, cores: int, threads: int | None = None) -> Threa
     """
     if threads is None:
         threads = max(1, min(cores, round(budget)))
-    return ThreadPlan(threads, spinning=budget >= threads)
+    # Below one CPU a spinning pool spends the quota waiting, and the throttled requests wait ~100 ms.
+    return ThreadPlan(threads, spinning=budget >= 1.0)
 
 
 def cpu_budget(cgroup_root: Path = Path("/sys/fs/cgroup")) -> float:

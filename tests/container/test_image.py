@@ -93,3 +93,26 @@ def test_under_lambda_limits_the_root_is_read_only_and_the_user_unprivileged(lim
     assert limits["Memory"] == memory * 1024 * 1024
     assert limits["NanoCpus"] == int(round(memory / containers.MB_PER_VCPU, 3) * 1e9)
     assert limits["ReadonlyRootfs"] is True
+
+
+@pytest.mark.parametrize("memory_mb", [1024, 3008])
+def test_the_session_options_follow_the_cpu_quota_the_container_has(
+    function_image: str, invoke_env_file: Path, memory_mb: int
+) -> None:
+    """The image under Lambda's quota for ``memory_mb`` picks the threads and spinning that measured fastest
+    there (the table in tests/unit/test_thread_plan.py and docs/performance.md), from the cgroup it runs in."""
+    from tests.unit.test_thread_plan import MEASURED
+
+    variables = json.loads(invoke_env_file.read_text())[sam_local.FUNCTION]
+    environment = containers.function_environment(variables, memory_mb)
+    name = f"onnx-lambda-quota-{memory_mb}"
+    with containers.function_container(
+        function_image, environment, containers.LambdaLimits(memory_mb), name=name
+    ) as url:
+        invoke(url, load_event("health-ready"))
+        logs = containers.container_logs(name)
+    loaded = [json.loads(line) for line in logs.splitlines() if '"model loaded"' in line]
+    assert loaded, logs[-2000:]
+    expected = MEASURED[memory_mb]
+    for line in loaded:
+        assert (line["intra_op_threads"], line["intra_op_spinning"]) == (expected.threads, expected.spinning), line

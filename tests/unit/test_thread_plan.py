@@ -70,7 +70,7 @@ MEASURED = {
     1024: ThreadPlan(1, False),
     1769: ThreadPlan(1, True),
     2048: ThreadPlan(1, True),
-    3008: ThreadPlan(2, False),
+    3008: ThreadPlan(2, True),
     4096: ThreadPlan(2, True),
 }
 

@@ -43,21 +43,29 @@ def section(source: str, document: Mapping[str, Any], chart: str) -> str:
         "| onnxruntime's best |",
         "|---:|---:|---:|---:|---:|---:|---:|---|",
     ]
+    capped = False
     for size in document["sizes"]:
         mark = "**" if size["memory_mb"] == chosen["memory_mb"] else ""
         best = size["grid"]["best_one"]
+        share = size["memory_mb"] / 1769
+        cpus = f"{size['cpus']:.2f}"
+        if round(share, 2) != round(size["cpus"], 2):
+            cpus, capped = f"{cpus} (of {share:.2f})", True
         rows.append(
-            f"| {mark}{size['memory_mb']:,} MB{mark} | {size['cpus']:.2f} | {size['init_ms']:,.0f} ms | "
+            f"| {mark}{size['memory_mb']:,} MB{mark} | {cpus} | {size['init_ms']:,.0f} ms | "
             f"{size['one']['p50_ms']:.2f} / {size['one']['p99_ms']:.2f} ms | "
             f"{size['batch32']['p50_ms']:.1f} / {size['batch32']['p99_ms']:.1f} ms | "
             f"{mark}${size['usd_per_million']['x86_64']:.3f}{mark} | ${size['usd_per_million']['arm64']:.3f} | "
             f"{best['name']}, `{best['level']}` |"
         )
+    if capped:
+        rows += ["", "A share over this machine's CPUs ran at all of them (Docker refuses a larger quota)."]
     rows += [
         "",
-        f"Recommended: **{chosen['memory_mb']:,} MB**, the cheapest size whose one-sentence p50 is within "
-        f"{chosen['tolerance']:.0%} of the fastest ({chosen['fastest_p50_ms']:.2f} ms). The template's default "
-        "`MemorySize` follows it (`tests/unit/test_tune.py` checks that they agree).",
+        f"Recommended: **{chosen['memory_mb']:,} MB**, the cheapest size whose one-sentence p50 and p99 are within "
+        f"{chosen['tolerance']:.0%} of the best ({chosen['fastest_p50_ms']:.2f} ms and {chosen['best_p99_ms']:.2f} ms;"
+        " the p99 rules out a size whose quota throttles requests). The template's default `MemorySize` follows"
+        " it (`tests/unit/test_tune.py` checks that they agree).",
         "",
         f"![Warm Duration and price per million requests by memory size]({chart})",
         "",
