@@ -115,6 +115,10 @@ NOT_RUN = (
         "15 to 60 minutes of mutants; its tests run in `make test`, and mutation/results/ records each run",
     ),
     NotRun(r"make cost\b", "rewrites docs/cost.md and docs/cost.png: tests/unit/test_cost.py checks they are current"),
+    NotRun(
+        r"make tune\b",
+        "minutes of containers under each quota: tests/unit/test_tune.py checks what it computes",
+    ),
     NotRun(r"make diagram\b", "rewrites docs/architecture.md: `make check-infra` checks it is current"),
     NotRun(r"\.venv/bin/python scripts/make_events\.py", "rewrites events/: tests/integration/test_handler_events.py"),
 )
