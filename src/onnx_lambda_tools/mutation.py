@@ -128,7 +128,7 @@ def read_results(root: Path) -> dict[str, dict[str, str]]:
 
 def git_commit(root: Path) -> str | None:
     completed = subprocess.run(
-        ["git", "rev-parse", "HEAD"],  # noqa: S607 - git from PATH, as every developer runs it
+        ["git", "rev-parse", "HEAD"],  # noqa: S607  # nosec B607  # git from PATH, as every developer runs it
         cwd=root,
         capture_output=True,
         text=True,
