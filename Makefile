@@ -213,7 +213,7 @@ fuzz: $(BIN)/.installed $(MODELS)/.built  ## long run of the hostile-tensor fuzz
 	FUZZ_EXAMPLES=$(FUZZ_EXAMPLES) $(BIN)/pytest -s --timeout=0 tests/fuzz/test_hostile_fuzz.py
 
 # Mutation testing (issue 11): mutmut over the request path's modules against the fast in-process tests,
-# about 15 minutes on 2 cores; not part of `make test`. `make mutation MUTATE=protocol` (or "auth handler")
+# about 25 minutes on 2 cores; not part of `make test`. `make mutation MUTATE=protocol` (or "auth handler")
 # mutates only those; `MUTATION_LABEL=after` names the record. See docs/testing.md.
 MUTATE ?= auth protocol inference handler
 MUTATION_LABEL ?=

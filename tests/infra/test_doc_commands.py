@@ -112,7 +112,7 @@ NOT_RUN = (
     NotRun(r"make bench\b", "minutes of benchmarks: tests/integration/test_bench_smoke.py runs a quick one"),
     NotRun(
         r"make mutation\b",
-        "15 to 60 minutes of mutants; its tests run in `make test`, and mutation/results/ records each run",
+        "about 25 minutes of mutants; its tests run in `make test`, and mutation/results/ records each run",
     ),
     NotRun(r"make cost\b", "rewrites docs/cost.md and docs/cost.png: tests/unit/test_cost.py checks they are current"),
     NotRun(
