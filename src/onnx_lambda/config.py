@@ -200,12 +200,19 @@ def cpu_budget(cgroup_root: Path = Path("/sys/fs/cgroup")) -> float:
     shows its quota in ``cpu.max`` (cgroup v2) or ``cpu.cfs_quota_us`` (v1).
     """
     quota = _cgroup_cpu_quota(cgroup_root)
-    if quota is None:
-        memory_mb = os.environ.get("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "")
-        if memory_mb.isascii() and memory_mb.isdigit() and 0 < len(memory_mb) < 7:
-            quota = int(memory_mb) / LAMBDA_MB_PER_VCPU
+    memory_mb = lambda_memory_mb()
+    if quota is None and memory_mb is not None:
+        quota = memory_mb / LAMBDA_MB_PER_VCPU
     cpus = float(available_cpus())
     return cpus if quota is None else min(quota, cpus)
+
+
+def lambda_memory_mb() -> int | None:
+    """The function's MemorySize as Lambda sets it (``AWS_LAMBDA_FUNCTION_MEMORY_SIZE``), or None outside Lambda."""
+    memory_mb = os.environ.get("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "")
+    if memory_mb.isascii() and memory_mb.isdigit() and 0 < len(memory_mb) < 7:
+        return int(memory_mb)
+    return None
 
 
 #: Lambda's CPU share: one vCPU at 1,769 MB of memory.

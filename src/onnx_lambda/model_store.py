@@ -44,7 +44,7 @@ from urllib.request import url2pathname
 
 from pydantic import ValidationError
 
-from onnx_lambda.config import ModelSource, Settings
+from onnx_lambda.config import ModelSource, Settings, lambda_memory_mb
 from onnx_lambda.errors import ModelLoadError
 from onnx_lambda.manifest import MANIFEST_FILE, MODEL_FILE, TOKENIZER_FILE, FileEntry, Manifest
 from onnx_lambda.s3 import S3Client, S3ConnectionError, S3Error, S3Response
@@ -494,9 +494,9 @@ class _S3Object:
 
 def memory_limit_bytes() -> int:
     """What this function may hold: its MemorySize on Lambda, else the machine's memory."""
-    memory_size = os.environ.get("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "")
-    if memory_size.isascii() and memory_size.isdigit() and len(memory_size) < 7:
-        return int(memory_size) * 1024 * 1024
+    memory_mb = lambda_memory_mb()
+    if memory_mb is not None:
+        return memory_mb * 1024 * 1024
     return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
 
 

@@ -24,7 +24,6 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import re
 import time
 import urllib.request
 from dataclasses import dataclass
@@ -35,6 +34,7 @@ from typing import Any, Final
 import numpy as np
 
 from onnx_lambda_tools.bench import session_grid, workloads
+from onnx_lambda_tools.bench.container import DURATION_REPORT, INIT_REPORT
 from onnx_lambda_tools.cost.prices import PriceBook, load_prices
 from onnx_lambda_tools.local import containers, sam_local
 
@@ -43,8 +43,6 @@ MEMORY_SIZES: Final = (1024, 1769, 2048, 3008, 4096)
 MODEL: Final = "all-minilm-l6-v2"
 DEFAULT_TOLERANCE: Final = 0.25
 RESULTS_DIR: Final = containers.ROOT / "bench" / "tune"
-_INIT = re.compile(r"INIT REPORT\(durationMs: ([\d.]+)\)")
-_DURATION = re.compile(r"^REPORT RequestId: \S+\s+(?:Init Duration: [\d.]+ ms\s+)?Duration: ([\d.]+) ms", re.MULTILINE)
 
 
 @dataclass(frozen=True)
@@ -66,7 +64,7 @@ def _invoke(url: str, event: bytes) -> None:
 
 
 def _durations(logs: str) -> list[float]:
-    return [float(value) for value in _DURATION.findall(logs)]
+    return [float(value) for value in DURATION_REPORT.findall(logs)]
 
 
 def _percentiles(values: list[float]) -> dict[str, float]:
@@ -117,7 +115,7 @@ def measure_size(image: str, environment: dict[str, str], plan: Plan, memory_mb:
                 for _ in range(plan.batch_requests):
                     _invoke(url, batch)
             logs = containers.container_logs(name)
-        init = _INIT.search(logs)
+        init = INIT_REPORT.search(logs)
         if init is None:
             raise RuntimeError(f"no INIT REPORT in the emulator's log:\n{logs[-2000:]}")
         inits.append(float(init.group(1)))

@@ -23,8 +23,11 @@ from onnx_lambda_tools.local import containers, sam_local
 
 #: One short sentence, as API Gateway would deliver it with a verified machine token.
 EVENT: Final = containers.ROOT / "events" / "embeddings.json"
-_INIT = re.compile(r"INIT REPORT\(durationMs: ([\d.]+)\)")
-_DURATION = re.compile(r"^REPORT RequestId: \S+\s+(?:Init Duration: [\d.]+ ms\s+)?Duration: ([\d.]+) ms", re.MULTILINE)
+#: The emulator's reports, as Lambda's: Init Duration, and each invocation's Duration.
+INIT_REPORT: Final = re.compile(r"INIT REPORT\(durationMs: ([\d.]+)\)")
+DURATION_REPORT: Final = re.compile(
+    r"^REPORT RequestId: \S+\s+(?:Init Duration: [\d.]+ ms\s+)?Duration: ([\d.]+) ms", re.MULTILINE
+)
 
 
 def _invoke(url: str) -> float:
@@ -86,12 +89,12 @@ def measure(models_dir: Path, *, cold_starts: int, warm_requests: int) -> dict[s
                 container_id = containers.docker("inspect", "-f", "{{.Id}}", name).strip()
                 memory = _memory(container_id)
             logs = containers.container_logs(name)
-            init = _INIT.search(logs)
+            init = INIT_REPORT.search(logs)
             if init is None:
                 raise RuntimeError(f"no INIT REPORT in the emulator's log:\n{logs[-2000:]}")
             inits.append(float(init.group(1)))
             if attempt == cold_starts - 1:
-                durations = [float(match) for match in _DURATION.findall(logs)][1:]
+                durations = [float(match) for match in DURATION_REPORT.findall(logs)][1:]
 
     def percentile(values: list[float], q: float) -> float:
         return float(np.percentile(np.asarray(values), q))
