@@ -9,37 +9,48 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, Field, Strict, ValidatorFunctionWrapHandler, field_validator
+from pydantic import BaseModel, ConfigDict, Field, Strict, ValidatorFunctionWrapHandler, field_validator
 
 from onnx_lambda.manifest import TensorSpec
 
 JSON = "application/json"
 
 
-class ErrorBody(BaseModel):
+class Schema(BaseModel):
+    """A body model whose validator is built when first used, not when this module is imported.
+
+    The Lambda handler imports this module at init for one model (:class:`EmbeddingsRequest`, used on a
+    request); the others serve FastAPI's app, which the handler builds only for the routes it doesn't
+    answer itself. Building all of them at import was most of this module's import time.
+    """
+
+    model_config = ConfigDict(defer_build=True)
+
+
+class ErrorBody(Schema):
     error: str
 
 
-class OpenAIErrorDetail(BaseModel):
+class OpenAIErrorDetail(Schema):
     message: str
     type: str
     param: str | None = None
     code: str | None = None
 
 
-class OpenAIErrorBody(BaseModel):
+class OpenAIErrorBody(Schema):
     """The error object OpenAI's clients parse: the ``/v1/`` routes answer with it."""
 
     error: OpenAIErrorDetail
 
 
-class TensorMetadata(BaseModel):
+class TensorMetadata(Schema):
     name: str
     datatype: str
     shape: list[int]
 
 
-class ModelMetadata(BaseModel):
+class ModelMetadata(Schema):
     name: str
     versions: list[str]
     platform: str
@@ -47,24 +58,24 @@ class ModelMetadata(BaseModel):
     outputs: list[TensorMetadata]
 
 
-class ServerMetadata(BaseModel):
+class ServerMetadata(Schema):
     name: str
     version: str
     extensions: list[str]
 
 
-class ReadyResponse(BaseModel):
+class ReadyResponse(Schema):
     name: str
     ready: bool
 
 
-class RepositoryIndexRequest(BaseModel):
+class RepositoryIndexRequest(Schema):
     """The model repository extension's index request: the body is optional, and so is ``ready``."""
 
     ready: bool | None = None
 
 
-class RepositoryModel(BaseModel):
+class RepositoryModel(Schema):
     """One entry of the model repository index, as Triton writes it."""
 
     name: str
@@ -72,7 +83,7 @@ class RepositoryModel(BaseModel):
     state: Literal["READY"]
 
 
-class InferTensor(BaseModel):
+class InferTensor(Schema):
     name: str
     datatype: Literal[
         "BOOL", "UINT8", "UINT16", "UINT32", "UINT64", "INT8", "INT16", "INT32", "INT64",
@@ -83,19 +94,19 @@ class InferTensor(BaseModel):
     data: list[Any] | None = None
 
 
-class RequestedOutput(BaseModel):
+class RequestedOutput(Schema):
     name: str
     parameters: dict[str, Any] | None = None
 
 
-class InferRequestBody(BaseModel):
+class InferRequestBody(Schema):
     id: str | None = None
     parameters: dict[str, Any] | None = None
     inputs: list[InferTensor] = Field(min_length=1)
     outputs: list[RequestedOutput] | None = None
 
 
-class InferResponseBody(BaseModel):
+class InferResponseBody(Schema):
     model_name: str
     model_version: str | None = None
     id: str | None = None
@@ -111,7 +122,7 @@ OPENAI_MAX_REQUEST_TOKENS = 300_000
 TokenId = Annotated[int, Strict()]
 
 
-class EmbeddingsRequest(BaseModel):
+class EmbeddingsRequest(Schema):
     """OpenAI's embeddings request.
 
     ``input`` is one text, a list of texts, one token-id array or a list of them (OpenAI's four forms).
@@ -174,32 +185,32 @@ def _is_token_id(value: Any) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
 
 
-class EmbeddingItem(BaseModel):
+class EmbeddingItem(Schema):
     object: Literal["embedding"] = "embedding"
     index: int
     embedding: list[float] | str
 
 
-class Usage(BaseModel):
+class Usage(Schema):
     prompt_tokens: int
     total_tokens: int
 
 
-class EmbeddingsResponse(BaseModel):
+class EmbeddingsResponse(Schema):
     object: Literal["list"] = "list"
     data: list[EmbeddingItem]
     model: str
     usage: Usage
 
 
-class ModelCard(BaseModel):
+class ModelCard(Schema):
     id: str
     object: Literal["model"] = "model"
     created: int
     owned_by: str
 
 
-class ModelList(BaseModel):
+class ModelList(Schema):
     object: Literal["list"] = "list"
     data: list[ModelCard]
 

@@ -141,7 +141,7 @@ def test_cold_start_memory_and_image(bench_run: tuple[dict[str, Any], str, str])
 def test_targets_table_and_docs(bench_run: tuple[dict[str, Any], str, str]) -> None:
     document, stdout, docs = bench_run
     names = [target["name"] for target in document["targets"]]
-    assert len(names) == 7
+    assert len(names) == 8
     for target in document["targets"]:
         assert target["value"] is not None, target["name"]
         assert target["passed"] in (True, False)

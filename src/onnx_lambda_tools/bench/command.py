@@ -222,6 +222,11 @@ def _inprocess(
     result = json.loads(out.read_text())
     document["comparisons"] += result["comparisons"]
     document["reference"] = result["reference"]
+    # What the handler chose in the worker, which is what the in-process ratios compare.
+    session = result["handler_session"]
+    document["settings"].update(
+        threads=session["threads"], spinning=session["spinning"], graph_optimization=session["level"]
+    )
     if "session_options" in result:
         document["session_options"] = result["session_options"]
 

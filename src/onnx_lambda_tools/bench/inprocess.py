@@ -1,12 +1,13 @@
 """The in-process paths: embeddings, OIP infer, the Lambda runtime, and session options.
 
 Runs as its own process (``python -m onnx_lambda_tools.bench.inprocess CONFIG OUT``) so that the handler's
-environment, its ``max_batch_size`` and its memory are the bench's alone. The raw reference and the
-Lambda handler live in this one process, load the same model files and are measured interleaved (see
-:mod:`onnx_lambda_tools.bench.stats`). The raw reference is onnxruntime at its best here: the session
-options that won :mod:`.session_grid` in this run (for one sentence, and for a batch), never the
-service's own choice; the handler runs with the options its own rule picks. Before timing, each
-comparison checks that both sides computed the same answer, so the ratio compares equal work.
+environment, its ``max_batch_size`` and its memory are the bench's alone. The Lambda handler runs here;
+the raw reference runs in a process of its own (:mod:`.raw_side`) on the same model files, and the two
+are timed in alternating blocks (see :mod:`onnx_lambda_tools.bench.stats`). The raw reference is
+onnxruntime at its best here: the session options that won :mod:`.session_grid` in this run (for one
+sentence, and for a batch), never the service's own choice; the handler runs with the options its own
+rule picks. Before timing, each comparison checks that both sides computed the same answer, so the
+ratio compares equal work.
 """
 
 from __future__ import annotations
@@ -27,9 +28,10 @@ import onnxruntime as ort
 from tokenizers import Tokenizer
 
 from onnx_lambda.manifest import MODEL_FILE, TOKENIZER_FILE, read_manifest
-from onnx_lambda_tools.bench import session_grid, workloads
+from onnx_lambda_tools.bench import workloads
+from onnx_lambda_tools.bench.raw_side import RawSide
 from onnx_lambda_tools.bench.report import comparison
-from onnx_lambda_tools.bench.stats import Call, interleave, progress, summarize
+from onnx_lambda_tools.bench.stats import Block, interleave, local, progress, summarize
 
 EMBEDDING_MODELS = {"int8": "all-minilm-l6-v2", "fp32": "all-minilm-l6-v2-fp32"}
 TABULAR_MODEL = "breast-cancer-classifier"
@@ -57,16 +59,31 @@ class WorkerConfig:
         )
 
 
+def host_memory_mb() -> int:
+    """The MemorySize whose CPU share (MemorySize/1769 vCPU) is this machine's CPUs, with no quota.
+
+    The function's template size (2,048 MB, 1.16 vCPU) would have the handler plan for a quota this host
+    doesn't enforce, and compare one thread against a reference given two. Lambda's own quota is measured
+    in the function's container (``cold-container``, ``make tune``).
+    """
+    from onnx_lambda.config import LAMBDA_MB_PER_VCPU, available_cpus
+
+    return available_cpus() * LAMBDA_MB_PER_VCPU
+
+
 def handler_environment(
     models_dir: Path, names: tuple[str, ...], max_batch_size: int, threads: int, optimization: str
 ) -> dict[str, str]:
     """The deployed function's environment, with the models read from disk and the bench's batch limit.
 
-    ``threads`` 0 and ``optimization`` "" leave the session options to the service, as deployed.
+    ``threads`` 0 and ``optimization`` "" leave the session options to the service, as deployed. The
+    memory size is the one whose Lambda share is this machine's CPUs (:func:`host_memory_mb`): the raw
+    reference's grid runs on all of them, unthrottled, and so must the handler's rule choose.
     """
     from onnx_lambda_tools.invoke import function_environment, local_model_sources
 
     environment = function_environment(models_dir)
+    environment["AWS_LAMBDA_FUNCTION_MEMORY_SIZE"] = str(host_memory_mb())
     environment["ONNX_LAMBDA_MODELS"] = local_model_sources(models_dir, names)
     environment["ONNX_LAMBDA_MAX_BATCH_SIZE"] = str(max_batch_size)
     if threads:
@@ -76,35 +93,16 @@ def handler_environment(
     return environment
 
 
-class RawEmbedder:
-    """What a minimal script does: tokenize with the published tokenizer.json, then ``session.run``."""
-
-    def __init__(self, model_dir: Path, options: ort.SessionOptions, max_length: int) -> None:
-        self.tokenizer = Tokenizer.from_file(str(model_dir / TOKENIZER_FILE))
-        self.tokenizer.enable_truncation(max_length=max_length)
-        self.tokenizer.enable_padding()
-        self.session = ort.InferenceSession(str(model_dir / MODEL_FILE), options, providers=["CPUExecutionProvider"])
-        self.type_ids = any(i.name == "token_type_ids" for i in self.session.get_inputs())
-
-    def __call__(self, texts: list[str]) -> np.ndarray:
-        encodings = self.tokenizer.encode_batch(texts)
-        ids = np.array([e.ids for e in encodings], dtype=np.int64)
-        feeds = {"input_ids": ids, "attention_mask": np.array([e.attention_mask for e in encodings], dtype=np.int64)}
-        if self.type_ids:
-            feeds["token_type_ids"] = np.array([e.type_ids for e in encodings], dtype=np.int64)
-        result: np.ndarray = self.session.run(None, feeds)[0]
-        return result
-
-
 class InProcessBench:
-    def __init__(self, config: WorkerConfig, handler: Handler, context: Any) -> None:
+    def __init__(self, config: WorkerConfig, handler: Handler, context: Any, raw: RawSide) -> None:
         self.config = config
         self.handler = handler
         self.context = context
+        self.raw = raw
         #: onnxruntime's best session options here, measured first: the raw reference of every comparison.
-        self.grid = session_grid.grid(config.models_dir / EMBEDDING_MODELS["int8"], max(0.3, config.seconds / 6))
-        self.options = session_grid.options_of(self.grid["best_one"])
-        self.batch_options = session_grid.options_of(self.grid["best_batch32"])
+        self.grid = raw.grid(config.models_dir / EMBEDDING_MODELS["int8"], max(0.3, config.seconds / 6))
+        self.best_one: dict[str, Any] = self.grid["best_one"]
+        self.best_batch: dict[str, Any] = self.grid["best_batch32"]
         self.results: list[dict[str, Any]] = []
 
     # --- helpers ----------------------------------------------------------------------------------
@@ -116,7 +114,7 @@ class InProcessBench:
         return response
 
     def compare(
-        self, group: str, case: str, cases: Mapping[str, Call], items: int, seconds: float | None = None
+        self, group: str, case: str, cases: Mapping[str, Block], items: int, seconds: float | None = None
     ) -> None:
         samples = interleave(cases, seconds=seconds or self.config.seconds)
         raw, ours = (summarize(samples[name], items_per_call=items) for name in cases)
@@ -130,21 +128,22 @@ class InProcessBench:
             model_dir = self.config.models_dir / name
             manifest = read_manifest(model_dir)
             max_length = manifest.tokenizer.max_length if manifest.tokenizer else 256
-            one = RawEmbedder(model_dir, self.options, max_length)
-            batched = RawEmbedder(model_dir, self.batch_options, max_length)
+            tokenizer = Tokenizer.from_file(str(model_dir / TOKENIZER_FILE))
             inputs = {
                 "short sentence": [workloads.SHORT_SENTENCE],
-                f"{workloads.LONG_TOKENS}-token text": [workloads.long_text(one.tokenizer)],
+                f"{workloads.LONG_TOKENS}-token text": [workloads.long_text(tokenizer)],
                 f"batch of {workloads.BATCH_SIZE}": list(workloads.BATCH_TEXTS),
             }
             for case, texts in inputs.items():
-                raw = batched if len(texts) > 1 else one
+                label = f"{precision} {case}"
+                best = self.best_batch if len(texts) > 1 else self.best_one
+                self.raw.embed(label, model_dir, best, max_length, texts)
                 event = workloads.embeddings_event(name, texts if len(texts) > 1 else texts[0])
-                _check_embeddings(self.invoke(event), raw(texts))
+                _check_embeddings(self.invoke(event), self.raw.result(label))
                 self.compare(
                     "embeddings",
-                    f"{precision} {case}",
-                    {"raw": lambda t=texts, r=raw: r(t), "ours": lambda e=event: self.invoke(e)},  # type: ignore[misc]
+                    label,
+                    {"raw": self.raw.block(label), "ours": local(partial(self.invoke, event))},
                     items=len(texts),
                 )
 
@@ -153,7 +152,6 @@ class InProcessBench:
 
         model_dir = self.config.models_dir / TABULAR_MODEL
         manifest = read_manifest(model_dir)
-        session = ort.InferenceSession(str(model_dir / MODEL_FILE), self.options, providers=["CPUExecutionProvider"])
         input_name = manifest.inputs[0].name
         outputs = [o.name for o in manifest.outputs]
         for rows, binary in ((1, False), (1000, False), (1000, True)):
@@ -163,16 +161,16 @@ class InProcessBench:
             response = self.invoke(event)
             length = response["headers"].get(protocol.BINARY_HEADER.lower())
             decoded = protocol.decode_infer_response(_body(response), int(length) if length else None)
-            expected = session.run(outputs, {input_name: array})
+            label = f"{rows} row{'s' if rows > 1 else ''}{' (binary)' if binary else ''}"
+            self.raw.run(label, model_dir / MODEL_FILE, self.best_one, outputs, {input_name: array})
+            expected = self.raw.result(label)
             for output, want in zip(outputs, expected, strict=True):
                 if not np.allclose(decoded.outputs[output], want, atol=1e-5):
                     raise RuntimeError(f"the handler's {output} differs from the raw session's")
-            feeds = {input_name: array}
-            label = f"{rows} row{'s' if rows > 1 else ''}{' (binary)' if binary else ''}"
             self.compare(
                 "oip-infer",
                 label,
-                {"raw": lambda f=feeds: session.run(outputs, f), "ours": lambda e=event: self.invoke(e)},  # type: ignore[misc]
+                {"raw": self.raw.block(label), "ours": local(partial(self.invoke, event))},
                 items=rows,
             )
 
@@ -186,7 +184,9 @@ class InProcessBench:
         environment = handler_environment(config.models_dir, names, 64, config.threads, config.optimization)
         with (
             tempfile.TemporaryDirectory(prefix="onnx-lambda-bench-") as scratch,
-            LambdaEnvironment(environment, log_path=Path(scratch) / "function.log") as lambda_env,
+            LambdaEnvironment(
+                environment, memory_mb=host_memory_mb(), log_path=Path(scratch) / "function.log"
+            ) as lambda_env,
         ):
 
             def through_runtime() -> None:
@@ -198,7 +198,7 @@ class InProcessBench:
             self.compare(
                 "lambda-runtime",
                 "int8 short sentence",
-                {"raw": lambda: self.invoke(event), "ours": through_runtime},
+                {"raw": local(partial(self.invoke, event)), "ours": local(through_runtime)},
                 items=1,
             )
 
@@ -209,7 +209,7 @@ class InProcessBench:
         model_dir = self.config.models_dir / EMBEDDING_MODELS["int8"]
         table: dict[str, Any] = {"grid": self.grid, "create_seconds": {}}
         model_bytes = (model_dir / MODEL_FILE).read_bytes()
-        threads = int(self.grid["best_one"]["threads"])
+        threads = int(self.best_one["threads"])
         for level in ("disable", "basic", "extended", "all"):
             options = session_options(threads, level)
             table["create_seconds"][level] = _median_seconds(
@@ -271,19 +271,25 @@ def main(argv: list[str]) -> int:
     # The handler's JSON logs and EMF metrics go to stdout, as in Lambda; here they go nowhere, at the same cost.
     devnull = os.open(os.devnull, os.O_WRONLY)
     os.dup2(devnull, 1)
-    from onnx_lambda.handler import lambda_handler
+    from onnx_lambda.handler import lambda_handler, settings
     from onnx_lambda_tools.invoke import LambdaContext
 
-    bench = InProcessBench(config, lambda_handler, LambdaContext(timeout_seconds=900))
-    document: dict[str, Any] = {"comparisons": bench.results, "reference": bench.grid}
-    if "embeddings" in config.sections:
-        bench.embeddings()
-    if "oip" in config.sections:
-        bench.oip()
-    if "runtime" in config.sections:
-        bench.runtime()
-    if "options" in config.sections:
-        document["session_options"] = bench.session_options()
+    with RawSide() as raw:
+        bench = InProcessBench(config, lambda_handler, LambdaContext(timeout_seconds=900), raw)
+        plan, level = settings.threads, settings.graph_optimization
+        document: dict[str, Any] = {
+            "comparisons": bench.results,
+            "reference": bench.grid,
+            "handler_session": {"threads": plan.threads, "spinning": plan.spinning, "level": level},
+        }
+        if "embeddings" in config.sections:
+            bench.embeddings()
+        if "oip" in config.sections:
+            bench.oip()
+        if "runtime" in config.sections:
+            bench.runtime()
+        if "options" in config.sections:
+            document["session_options"] = bench.session_options()
     out_path.write_text(json.dumps(document, indent=2))
     return 0
 

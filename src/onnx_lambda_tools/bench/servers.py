@@ -27,7 +27,7 @@ UVICORN_OPTIONS: dict[str, Any] = {"host": "127.0.0.1", "log_level": "warning", 
 def raw_app(model_dir: Path, threads: int, optimization: str, spinning: bool) -> FastAPI:
     from onnx_lambda.manifest import read_manifest
     from onnx_lambda_tools.bench import session_grid
-    from onnx_lambda_tools.bench.inprocess import RawEmbedder
+    from onnx_lambda_tools.bench.raw_side import RawEmbedder
 
     manifest = read_manifest(model_dir)
     embedder = RawEmbedder(

@@ -11,11 +11,15 @@ import sys
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass
+from functools import partial
 from typing import Any
 
 import numpy as np
 
 Call = Callable[[], object]
+#: A case as :func:`interleave` runs it: ``n`` calls, and each one's latency in seconds. Measured where the
+#: calls run, which may be another process (:mod:`onnx_lambda_tools.bench.raw_side`).
+Block = Callable[[int], list[float]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,6 +59,11 @@ def summarize(samples: Sequence[float], *, items_per_call: int = 1, wall_seconds
     )
 
 
+def local(call: Call) -> Block:
+    """A call made in this process, as a :data:`Block`."""
+    return partial(time_calls, call)
+
+
 def time_calls(call: Call, count: int) -> list[float]:
     samples = []
     clock = time.perf_counter
@@ -66,7 +75,7 @@ def time_calls(call: Call, count: int) -> list[float]:
 
 
 def interleave(
-    cases: Mapping[str, Call],
+    cases: Mapping[str, Block],
     *,
     seconds: float,
     rounds: int = 12,
@@ -81,11 +90,11 @@ def interleave(
     batch and a 1 ms sentence each get a fair share of the time.
     """
     per_call: dict[str, float] = {}
-    for name, call in cases.items():
-        warm = time_calls(call, 3)
+    for name, block in cases.items():
+        warm = block(3)
         spent = sum(warm)
         while spent < warmup_seconds:
-            more = time_calls(call, max(1, len(warm)))
+            more = block(max(1, len(warm)))
             warm.extend(more)
             spent += sum(more)
         per_call[name] = float(np.median(warm))
@@ -98,7 +107,7 @@ def interleave(
     order = list(cases)
     for round_number in range(rounds):
         for name in order if round_number % 2 == 0 else reversed(order):
-            samples[name].extend(time_calls(cases[name], calls_per_round[name]))
+            samples[name].extend(cases[name](calls_per_round[name]))
     return samples
 
 
