@@ -149,6 +149,46 @@ def create_app(registry: ModelRegistry, settings: Settings, routes: InferenceRou
         routes.check_declared_length(request.headers.get("content-length"))
         return routes.check_body(await request.body())
 
+    # --- the inference routes first: Starlette tries routes in order, and these carry the traffic ----
+
+    @protected.post(
+        "/v1/embeddings",
+        tags=["embeddings"],
+        summary="Create embeddings",
+        response_model=EmbeddingsResponse,
+        responses=OPENAI_ERROR_RESPONSES,
+        openapi_extra=request_body_schema(EmbeddingsRequest),
+    )
+    async def embeddings(request: Request) -> Response:
+        return to_response(routes.embeddings(await read_body(request), request.headers))
+
+    async def infer(request: Request, model_name: str, model_version: str | None = None) -> Response:
+        # The body's size is checked before the model is looked up, as on the Lambda handler's direct path.
+        body = await read_body(request)
+        return to_response(routes.infer(registry.get(model_name, model_version), body, request.headers))
+
+    infer_body = request_body_schema(InferRequestBody, binary=True)
+
+    @protected.post(
+        "/v2/models/{model_name}/infer",
+        tags=["inference"],
+        summary="Inference",
+        response_model=InferResponseBody,
+        openapi_extra=infer_body,
+    )
+    async def model_infer(model_name: str, request: Request) -> Response:
+        return await infer(request, model_name)
+
+    @protected.post(
+        "/v2/models/{model_name}/versions/{model_version}/infer",
+        tags=["inference"],
+        summary="Inference on a version",
+        response_model=InferResponseBody,
+        openapi_extra=infer_body,
+    )
+    async def model_version_infer(model_name: str, model_version: str, request: Request) -> Response:
+        return await infer(request, model_name, model_version)
+
     # --- health: no auth ------------------------------------------------------------------------
 
     @health.get("/v2/health/live", summary="Server live", response_model=ReadyResponse)
@@ -240,45 +280,7 @@ def create_app(registry: ModelRegistry, settings: Settings, routes: InferenceRou
     async def model_version_ready(model_name: str, model_version: str) -> Response:
         return JSONResponse({"name": registry.get(model_name, model_version).model.name, "ready": True})
 
-    async def infer(request: Request, model_name: str, model_version: str | None = None) -> Response:
-        # The body's size is checked before the model is looked up, as on the Lambda handler's direct path.
-        body = await read_body(request)
-        return to_response(routes.infer(registry.get(model_name, model_version), body, request.headers))
-
-    infer_body = request_body_schema(InferRequestBody, binary=True)
-
-    @protected.post(
-        "/v2/models/{model_name}/infer",
-        tags=["inference"],
-        summary="Inference",
-        response_model=InferResponseBody,
-        openapi_extra=infer_body,
-    )
-    async def model_infer(model_name: str, request: Request) -> Response:
-        return await infer(request, model_name)
-
-    @protected.post(
-        "/v2/models/{model_name}/versions/{model_version}/infer",
-        tags=["inference"],
-        summary="Inference on a version",
-        response_model=InferResponseBody,
-        openapi_extra=infer_body,
-    )
-    async def model_version_infer(model_name: str, model_version: str, request: Request) -> Response:
-        return await infer(request, model_name, model_version)
-
-    # --- OpenAI-compatible embeddings -----------------------------------------------------------
-
-    @protected.post(
-        "/v1/embeddings",
-        tags=["embeddings"],
-        summary="Create embeddings",
-        response_model=EmbeddingsResponse,
-        responses=OPENAI_ERROR_RESPONSES,
-        openapi_extra=request_body_schema(EmbeddingsRequest),
-    )
-    async def embeddings(request: Request) -> Response:
-        return to_response(routes.embeddings(await read_body(request), request.headers))
+    # --- OpenAI-compatible model list -----------------------------------------------------------
 
     @protected.get(
         "/v1/models",
@@ -298,8 +300,8 @@ def create_app(registry: ModelRegistry, settings: Settings, routes: InferenceRou
             }
         )
 
-    app.include_router(health)
     app.include_router(protected)
+    app.include_router(health)
     app.add_middleware(ErrorBoundary)
     generate_openapi = app.openapi
 
