@@ -16,10 +16,12 @@ from onnxruntime.datasets import get_example
 from onnx_lambda.manifest import (
     MANIFEST_FILE,
     MODEL_FILE,
+    OPTIMIZED_MODEL_FILE,
     TOKENIZER_FILE,
     FileEntry,
     Golden,
     Manifest,
+    OptimizedModel,
     TensorSpec,
     TokenizerSettings,
     sha256_hex,
@@ -39,6 +41,8 @@ class Bundle:
     manifest: Manifest
     model: bytes
     tokenizer: bytes | None
+    #: model.optimized.onnx, when the manifest lists one.
+    optimized: bytes | None = None
 
     @property
     def sha256(self) -> str:
@@ -57,6 +61,8 @@ class Bundle:
         files = {MODEL_FILE: self.model, MANIFEST_FILE: self.manifest_bytes}
         if self.tokenizer is not None:
             files[TOKENIZER_FILE] = self.tokenizer
+        if self.optimized is not None:
+            files[OPTIMIZED_MODEL_FILE] = self.optimized
         return files
 
     def write(self, directory: Path) -> Path:
@@ -68,13 +74,24 @@ class Bundle:
 
 
 def make_bundle(
-    model: bytes | None = None, *, tokenizer: bytes | None = None, name: str = "iris", version: str = "1"
+    model: bytes | None = None,
+    *,
+    tokenizer: bytes | None = None,
+    name: str = "iris",
+    version: str = "1",
+    optimized: bytes | None = None,
+    optimized_by: str = "1.0.0",
 ) -> Bundle:
-    """A bundle whose manifest validates and pins the sha256 and size of every file."""
+    """A bundle whose manifest validates and pins the sha256 and size of every file.
+
+    ``optimized`` is listed as model.optimized.onnx, written by onnxruntime ``optimized_by``.
+    """
     model = iris_model() if model is None else model
     files = {MODEL_FILE: FileEntry(sha256=sha256_hex(model), bytes=len(model))}
     if tokenizer is not None:
         files[TOKENIZER_FILE] = FileEntry(sha256=sha256_hex(tokenizer), bytes=len(tokenizer))
+    if optimized is not None:
+        files[OPTIMIZED_MODEL_FILE] = FileEntry(sha256=sha256_hex(optimized), bytes=len(optimized))
     manifest = Manifest(
         name=name,
         version=version,
@@ -83,6 +100,7 @@ def make_bundle(
         inputs=[TensorSpec(name="float_input", datatype="FP32", shape=[3, 2])],
         outputs=[TensorSpec(name="label", datatype="INT64", shape=[3])],
         tokenizer=TokenizerSettings() if tokenizer is not None else None,
+        optimized=OptimizedModel(onnxruntime=optimized_by) if optimized is not None else None,
         golden=Golden(
             infer_request={
                 "inputs": [
@@ -103,4 +121,4 @@ def make_bundle(
         ),
         source={"test": "model_store"},
     )
-    return Bundle(manifest=manifest, model=model, tokenizer=tokenizer)
+    return Bundle(manifest=manifest, model=model, tokenizer=tokenizer, optimized=optimized)

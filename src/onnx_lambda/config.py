@@ -41,6 +41,9 @@ class ModelSource(BaseModel):
     manifest_sha256: str | None = Field(default=None, pattern=r"^[0-9a-f]{64}$")
     #: Required on S3 when the manifest lists a tokenizer.
     tokenizer_version_id: str | None = None
+    #: The S3 VersionId of the manifest's optimized model (model.optimized.onnx): with it the store fetches
+    #: that file instead of model.onnx, when this onnxruntime wrote it. Unset: always model.onnx.
+    optimized_version_id: str | None = None
 
     @field_validator("uri")
     @classmethod
@@ -49,10 +52,18 @@ class ModelSource(BaseModel):
             raise ValueError(f"model uri must start with s3:// or file://, got {uri!r}")
         return uri
 
-    @field_validator("sha256", "manifest_version_id", "manifest_sha256", "tokenizer_version_id", mode="before")
+    @field_validator(
+        "sha256",
+        "manifest_version_id",
+        "manifest_sha256",
+        "tokenizer_version_id",
+        "optimized_version_id",
+        mode="before",
+    )
     @classmethod
     def _empty_is_unset(cls, value: object) -> object:
-        # The template fills every pin from a parameter; a model without a tokenizer leaves its pin empty.
+        # The template fills every pin from a parameter; a model without a tokenizer (or an optimized model)
+        # leaves its pin empty.
         return None if value == "" else value
 
 

@@ -11,11 +11,16 @@ import hashlib
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, Strict, field_validator
+from pydantic import BaseModel, ConfigDict, Field, Strict, field_validator, model_validator
 
 MANIFEST_FILE = "manifest.json"
 MODEL_FILE = "model.onnx"
 TOKENIZER_FILE = "tokenizer.json"
+#: model.onnx with onnxruntime's portable graph optimizations already applied (see :class:`OptimizedModel`).
+OPTIMIZED_MODEL_FILE = "model.optimized.onnx"
+#: The levels a file may be optimized to ahead of time. ``all`` is not one: its layout transforms are
+#: specific to the CPU that ran them, so its output could be slow or wrong on another one.
+PortableOptimization = Literal["disable", "basic", "extended"]
 
 Datatype = Literal[
     "BOOL", "UINT8", "UINT16", "UINT32", "UINT64", "INT8", "INT16", "INT32", "INT64",
@@ -47,6 +52,19 @@ class TokenizerSettings(_Strict):
     padding: Literal["longest"] = "longest"
 
 
+class OptimizedModel(_Strict):
+    """A copy of model.onnx that onnxruntime already optimized, so a session skips that work at cold start.
+
+    Its fused operators are those of the onnxruntime that wrote it, so the service uses it only under that
+    same version (and the portable model.onnx otherwise).
+    """
+
+    file: str = Field(default=OPTIMIZED_MODEL_FILE, pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
+    #: ``onnxruntime.__version__`` of the process that wrote it.
+    onnxruntime: str = Field(pattern=r"^[0-9A-Za-z][0-9A-Za-z.+_-]{0,63}$")
+    level: PortableOptimization = "extended"
+
+
 class Golden(_Strict):
     """A request and the response it must produce, compared within ``atol``."""
 
@@ -64,6 +82,8 @@ class Manifest(_Strict):
     platform: Literal["onnxruntime_onnx"] = "onnxruntime_onnx"
     description: str = ""
     files: dict[str, FileEntry]
+    #: model.onnx optimized ahead of time, listed under ``files`` like the others; None for a model without.
+    optimized: OptimizedModel | None = None
     inputs: list[TensorSpec]
     outputs: list[TensorSpec]
     tokenizer: TokenizerSettings | None = None
@@ -82,6 +102,19 @@ class Manifest(_Strict):
         if len(set(sizes)) != len(sizes):
             raise ValueError(f"matryoshka_dimensions lists a size twice: {sizes}")
         return sizes
+
+    @model_validator(mode="after")
+    def _optimized_file_is_pinned(self) -> Manifest:
+        if self.optimized is not None:
+            name = self.optimized.file
+            tokenizer = self.tokenizer.file if self.tokenizer is not None else TOKENIZER_FILE
+            if name in (MODEL_FILE, MANIFEST_FILE, tokenizer):
+                raise ValueError(
+                    f"optimized.file {name!r} must name a file of its own, not the model, manifest or tokenizer"
+                )
+            if name not in self.files:
+                raise ValueError(f"optimized.file {name!r} is not listed in files: its sha256 must be pinned")
+        return self
 
     @property
     def model_sha256(self) -> str:

@@ -13,6 +13,11 @@ and its version, and nothing is returned: a half-loaded model can never be serve
 keyed on every pin, lives in a directory that must be private to this user, and is re-verified against
 the pins on every read: a planted or stale entry is never served.
 
+A manifest may list model.onnx optimized ahead of time (``optimized``); a deployment that pins that file's
+VersionId too gets it instead of model.onnx when the running onnxruntime is the one that wrote it (and the
+configured optimization level is at least the file's), and the portable model.onnx otherwise, logging why.
+Either is verified the same way.
+
 This module knows nothing of ONNX: it hands back bytes. Its S3 reads go through :mod:`onnx_lambda.s3`.
 """
 
@@ -29,6 +34,7 @@ import random
 import re
 import shutil
 import stat
+import sys
 import tempfile
 import threading
 import time
@@ -46,7 +52,7 @@ from pydantic import ValidationError
 
 from onnx_lambda.config import ModelSource, Settings, lambda_memory_mb
 from onnx_lambda.errors import ModelLoadError
-from onnx_lambda.manifest import MANIFEST_FILE, MODEL_FILE, TOKENIZER_FILE, FileEntry, Manifest
+from onnx_lambda.manifest import MANIFEST_FILE, MODEL_FILE, TOKENIZER_FILE, FileEntry, Manifest, OptimizedModel
 from onnx_lambda.s3 import S3Client, S3ConnectionError, S3Error, S3Response
 
 log = logging.getLogger("onnx_lambda.model_store")
@@ -62,6 +68,8 @@ _BUCKET_NAME = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
 _CONTENT_RANGE_TOTAL = re.compile(r"/(\d+)$")
 #: S3 error codes that mean "this object (version) is not there", as opposed to a transient failure.
 _MISSING_CODES: Final = frozenset({"NoSuchKey", "NoSuchVersion", "NoSuchBucket", "404"})
+#: onnxruntime's graph optimization levels, lowest first (``ONNX_LAMBDA_GRAPH_OPTIMIZATION``).
+_LEVELS: Final = ("disable", "basic", "extended", "all")
 
 #: Sibling file name -> how error messages name that object.
 _Labeller = Callable[[str], str]
@@ -81,6 +89,8 @@ class ModelArtifacts:
     #: The ONNX bytes; onnxruntime takes them directly, no temp file.
     model: bytes
     manifest: Manifest
+    #: The manifest's optimized model when ``model`` holds that file; None when it is model.onnx.
+    optimized: OptimizedModel | None
     #: tokenizer.json from beside the model, when the manifest lists one.
     tokenizer: bytes | None
     #: Seconds spent: ``fetch`` (source or cache read), ``hash``, ``cache_write``, ``total``.
@@ -97,6 +107,14 @@ class _Files:
     model: bytes
     model_entry: FileEntry
     tokenizer: tuple[str, FileEntry, bytes] | None
+    #: The manifest's optimized model when ``model`` holds that file (its ``model_entry``), else None.
+    optimized: OptimizedModel | None = None
+    #: Why ``model`` is model.onnx although the deployment pins an optimized model; None otherwise.
+    fallback: str | None = None
+
+    @property
+    def model_file(self) -> str:
+        return self.optimized.file if self.optimized is not None else MODEL_FILE
 
 
 class ModelStore:
@@ -109,6 +127,8 @@ class ModelStore:
         self._settings = settings
         self._s3 = s3_client
         self._s3_lock = threading.Lock()
+        #: Sources whose fallback to model.onnx was logged, so a refetch doesn't say it again.
+        self._explained: set[ModelSource] = set()
 
     def fetch(self, source: ModelSource) -> ModelArtifacts:
         """Return the source's verified files, or raise ModelLoadError saying which object is wrong and how."""
@@ -180,20 +200,27 @@ class ModelStore:
             _check_manifest_pin(manifest_bytes, source.manifest_sha256, str(manifest_object))
             manifest = _parse_manifest(manifest_bytes, str(manifest_object))
             model_entry = _model_entry(manifest, str(manifest_object), source.sha256, str(model_object))
+            optimized, fallback = self._choose(manifest, source)
+            labels = {MANIFEST_FILE: str(manifest_object), MODEL_FILE: str(model_object)}
+            fetched_object, fetched_entry = model_object, model_entry
+            if optimized is not None:
+                fetched_object = _S3Object(bucket, _sibling(key, optimized.file), source.optimized_version_id)
+                fetched_entry = manifest.files[optimized.file]
+                labels[optimized.file] = str(fetched_object)
             tokenizer_object, tokenizer_entry = _pinned_tokenizer(manifest, manifest_object, source)
             pending_tokenizer = None
             if tokenizer_object is not None and tokenizer_entry is not None:
                 pending_tokenizer = download.submit_small_object(tokenizer_object, expected_size=tokenizer_entry.bytes)
-            model = download.whole_object(model_object, model_entry.bytes)
+            model = download.whole_object(fetched_object, fetched_entry.bytes)
             tokenizer = None
-            labels = {MANIFEST_FILE: str(manifest_object)}
             if pending_tokenizer is not None and tokenizer_object is not None and tokenizer_entry is not None:
                 name = posixpath.basename(tokenizer_object.key)
                 tokenizer = (name, tokenizer_entry, download.result(pending_tokenizer, what=str(tokenizer_object)))
                 labels[name] = str(tokenizer_object)
         fetched = time.perf_counter()
-        files = _Files(manifest, manifest_bytes, model, model_entry, tokenizer)
+        files = _Files(manifest, manifest_bytes, model, fetched_entry, tokenizer, optimized, fallback)
         hash_seconds = _verify(files, source, str(model_object), labels.__getitem__)
+        self._explain(source, files)
         artifacts = _artifacts(source.uri, files, started, fetched - started, hash_seconds, from_cache=False)
 
         def write_cache() -> None:
@@ -202,6 +229,41 @@ class ModelStore:
                 artifacts.timings["cache_write"] = time.perf_counter() - write_started
 
         return artifacts, write_cache
+
+    def _choose(self, manifest: Manifest, source: ModelSource) -> tuple[OptimizedModel | None, str | None]:
+        """The manifest's optimized model if this process may use it, else None and why not.
+
+        Its fused operators are those of the onnxruntime that wrote it, so only that version may load it;
+        and it is already optimized to its level, so a deployment configured below that (say, ``disable``
+        to rule the optimizer out) gets the portable model.onnx instead.
+        """
+        if source.optimized_version_id is None:
+            return None, None
+        optimized = manifest.optimized
+        if optimized is None:
+            return None, "the manifest lists no optimized model (OptimizedModelVersionId names none of its files)"
+        running = onnxruntime_version()
+        if running != optimized.onnxruntime:
+            return None, (
+                f"{optimized.file} was written by onnxruntime {optimized.onnxruntime} and this is "
+                f"{running or 'an onnxruntime whose version could not be read'}: its fused operators may differ"
+            )
+        configured = self._settings.graph_optimization
+        if _LEVELS.index(configured) < _LEVELS.index(optimized.level):
+            return None, (
+                f"ONNX_LAMBDA_GRAPH_OPTIMIZATION is {configured}, below the {optimized.level} "
+                f"that {optimized.file} is optimized to"
+            )
+        return optimized, None
+
+    def _explain(self, source: ModelSource, files: _Files) -> None:
+        """Log, once per source, why a deployment that pins an optimized model gets model.onnx."""
+        if files.fallback is not None and source not in self._explained:
+            self._explained.add(source)
+            log.warning(
+                "serving the portable model.onnx, not the optimized model",
+                extra={"uri": source.uri, "reason": files.fallback},
+            )
 
     def _client(self) -> S3Client:
         with self._s3_lock:
@@ -226,13 +288,20 @@ class ModelStore:
             return f"cached {name} of {source.uri}"
 
         try:
-            files = _read_local(entry / MODEL_FILE, source.sha256, label(MODEL_FILE), label)
+            files = _read_local(
+                entry / MODEL_FILE,
+                source.sha256,
+                label(MODEL_FILE),
+                label,
+                lambda manifest: self._choose(manifest, source),
+            )
             fetched = time.perf_counter()
             hash_seconds = _verify(files, source, label(MODEL_FILE), label)
         except ModelLoadError as error:
             log.warning("discarding a corrupt model cache entry", extra={"entry": entry_name, "reason": str(error)})
             shutil.rmtree(entry, ignore_errors=True)
             return None
+        self._explain(source, files)
         return _artifacts(source.uri, files, started, fetched - started, hash_seconds, from_cache=True)
 
     def _write_cache(self, entry_name: str, files: _Files) -> bool:
@@ -249,7 +318,7 @@ class ModelStore:
                 return False
             staging = Path(tempfile.mkdtemp(prefix=f".{entry_name}.", dir=root))
             (staging / MANIFEST_FILE).write_bytes(files.manifest_bytes)
-            (staging / MODEL_FILE).write_bytes(files.model)
+            (staging / files.model_file).write_bytes(files.model)
             if files.tokenizer is not None:
                 (staging / files.tokenizer[0]).write_bytes(files.tokenizer[2])
             os.rename(staging, root / entry_name)  # atomic; fails if another process won the race, which is fine
@@ -424,7 +493,11 @@ def _verify(
     if prefix is not None:
         _check_prefix_digest(prefix, hashlib.sha256(files.manifest_bytes).hexdigest(), manifest_label)
     model_entry = _model_entry(files.manifest, manifest_label, source.sha256, model_label)
-    _check(files.model, model_entry, model_label, "manifest.json")
+    if files.optimized is None:
+        _check(files.model, model_entry, model_label, "manifest.json")
+    else:
+        name = files.optimized.file
+        _check(files.model, files.manifest.files[name], sibling_label(name), "manifest.json")
     if files.tokenizer is not None:
         name, entry, data = files.tokenizer
         _check(data, entry, sibling_label(name), "manifest.json")
@@ -447,6 +520,7 @@ def _artifacts(
         uri=uri,
         model=files.model,
         manifest=files.manifest,
+        optimized=files.optimized,
         tokenizer=files.tokenizer[2] if files.tokenizer is not None else None,
         timings={"fetch": fetch_seconds, "hash": hash_seconds, "total": time.perf_counter() - started},
         from_cache=from_cache,
@@ -456,17 +530,33 @@ def _artifacts(
 # --- local files (file:// sources and cache entries) -----------------------------------------
 
 
-def _read_local(model_path: Path, pin: str | None, model_label: str, sibling_label: _Labeller) -> _Files:
+def _portable(manifest: Manifest) -> tuple[OptimizedModel | None, str | None]:
+    """A file:// source always serves model.onnx: only an S3 deployment pins an optimized model."""
+    return None, None
+
+
+def _read_local(
+    model_path: Path,
+    pin: str | None,
+    model_label: str,
+    sibling_label: _Labeller,
+    choose: Callable[[Manifest], tuple[OptimizedModel | None, str | None]] = _portable,
+) -> _Files:
     manifest_bytes = _read_bytes(model_path.with_name(MANIFEST_FILE), sibling_label(MANIFEST_FILE))
     manifest = _parse_manifest(manifest_bytes, sibling_label(MANIFEST_FILE))
     model_entry = _model_entry(manifest, sibling_label(MANIFEST_FILE), pin, model_label)
-    model = _read_bytes(model_path, model_label)
+    optimized, fallback = choose(manifest)
+    if optimized is None:
+        model = _read_bytes(model_path, model_label)
+    else:
+        model_entry = manifest.files[optimized.file]
+        model = _read_bytes(model_path.with_name(optimized.file), sibling_label(optimized.file))
     tokenizer = None
     tokenizer_entry = _tokenizer_entry(manifest, sibling_label(MANIFEST_FILE))
     if tokenizer_entry is not None:
         name, entry = tokenizer_entry
         tokenizer = (name, entry, _read_bytes(model_path.with_name(name), sibling_label(name)))
-    return _Files(manifest, manifest_bytes, model, model_entry, tokenizer)
+    return _Files(manifest, manifest_bytes, model, model_entry, tokenizer, optimized, fallback)
 
 
 def _read_bytes(path: Path, label: str) -> bytes:
@@ -490,6 +580,23 @@ class _S3Object:
     def __str__(self) -> str:
         version = self.version_id if self.version_id and self.version_id != "null" else "unversioned"
         return f"s3://{self.bucket}/{self.key} (versionId {version})"
+
+
+def onnxruntime_version() -> str | None:
+    """``onnxruntime.__version__`` of the onnxruntime this process runs, or None if none is installed.
+
+    Read from the package's metadata when onnxruntime isn't imported yet: the store decides which file to
+    download while init still imports, and onnxruntime's import (about 100 ms of CPU) must not delay that.
+    """
+    module = sys.modules.get("onnxruntime")
+    if module is not None:
+        return str(getattr(module, "__version__", "")) or None
+    from importlib import metadata
+
+    try:
+        return metadata.version("onnxruntime")
+    except metadata.PackageNotFoundError:
+        return None
 
 
 def memory_limit_bytes() -> int:

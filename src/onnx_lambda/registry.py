@@ -19,6 +19,7 @@ from aws_lambda_powertools.metrics import MetricUnit, single_metric
 from onnx_lambda.config import ModelSource, Settings
 from onnx_lambda.embeddings import Embedder
 from onnx_lambda.errors import ModelLoadError, NotFound, ServiceUnavailable, echo
+from onnx_lambda.manifest import MODEL_FILE
 from onnx_lambda.model import OnnxModel
 from onnx_lambda.model_store import ModelStore
 from onnx_lambda.observability import (
@@ -99,10 +100,15 @@ def _load_one(settings: Settings, store: ModelStore, source: ModelSource) -> Ser
     started = time.perf_counter()
     artifacts = store.fetch(source)
     manifest = artifacts.manifest
+    # The file the bytes are: model.onnx, or the manifest's optimized copy of it.
+    file = artifacts.optimized.file if artifacts.optimized is not None else MODEL_FILE
     try:
         with init_span("## session create") as session_span:
             session_span.annotations["model"] = manifest.name
             plan = settings.threads
+            # The optimized file too is loaded at the configured level: re-running the optimizer over its
+            # fused graph measured 1-3 ms of CPU, within noise, and `all`'s CPU-specific layout transforms
+            # can only be applied here (docs/performance.md, "A model optimized at publish time").
             model = OnnxModel.from_bytes(
                 manifest,
                 artifacts.model,
@@ -117,7 +123,8 @@ def _load_one(settings: Settings, store: ModelStore, source: ModelSource) -> Ser
             embedder = Embedder(model, artifacts.tokenizer, manifest.tokenizer)
     except ModelLoadError as error:
         # Bytes that passed their sha256 but don't load: say which object (and version) they came from.
-        raise ModelLoadError(f"{source.uri}: {error}") from error
+        where = source.uri if file == MODEL_FILE else f"{source.uri} ({file})"
+        raise ModelLoadError(f"{where}: {error}") from error
     elapsed_ms = (time.perf_counter() - started) * 1000
     logger.info(
         "model loaded",
@@ -125,6 +132,7 @@ def _load_one(settings: Settings, store: ModelStore, source: ModelSource) -> Ser
             "model": manifest.name,
             "model_version": manifest.version,
             "uri": source.uri,
+            "file": file,
             "bytes": len(artifacts.model),
             "load_ms": round(elapsed_ms, 1),
             "from_cache": artifacts.from_cache,

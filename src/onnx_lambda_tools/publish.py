@@ -39,6 +39,8 @@ class PublishedModel:
     manifest_sha256: str
     #: Empty for a model without a tokenizer.
     tokenizer_version_id: str
+    #: The optimized model.onnx's (model.optimized.onnx); empty for a model whose manifest lists none.
+    optimized_version_id: str = ""
 
     @property
     def uri(self) -> str:
@@ -51,6 +53,7 @@ class PublishedModel:
             manifest_version_id=self.manifest_version_id,
             manifest_sha256=self.manifest_sha256,
             tokenizer_version_id=self.tokenizer_version_id or None,
+            optimized_version_id=self.optimized_version_id or None,
         )
 
     def parameters(self) -> dict[str, str]:
@@ -61,6 +64,7 @@ class PublishedModel:
             "ManifestVersionId": self.manifest_version_id,
             "ManifestSha256": self.manifest_sha256,
             "TokenizerVersionId": self.tokenizer_version_id,
+            "OptimizedModelVersionId": self.optimized_version_id,
         }
 
     def parameter_overrides(self) -> str:
@@ -88,7 +92,8 @@ def model_prefix(model_dir: Path, manifest: Manifest, root: str = "models") -> s
 
 
 def publish(model_dir: Path, bucket: str, s3: S3Client, root: str = "models") -> PublishedModel:
-    """Upload model, tokenizer and manifest; refuse a directory whose files disagree with its manifest."""
+    """Upload every file the manifest lists (the model, its optimized copy, the tokenizer) and the manifest;
+    refuse a directory whose files disagree with its manifest."""
     manifest = verify_model_dir(model_dir)
     prefix = model_prefix(model_dir, manifest, root)
     manifest_sha256 = sha256_hex((model_dir / MANIFEST_FILE).read_bytes())
@@ -123,6 +128,7 @@ def publish(model_dir: Path, bucket: str, s3: S3Client, root: str = "models") ->
         manifest_version_id=version_ids[MANIFEST_FILE],
         manifest_sha256=manifest_sha256,
         tokenizer_version_id=version_ids.get(tokenizer, ""),
+        optimized_version_id=version_ids[manifest.optimized.file] if manifest.optimized is not None else "",
     )
 
 

@@ -15,7 +15,14 @@ from typing import TYPE_CHECKING, Any
 
 import uvicorn
 
-from onnx_lambda.manifest import MANIFEST_FILE, MODEL_FILE, TOKENIZER_FILE, read_manifest, sha256_hex
+from onnx_lambda.manifest import (
+    MANIFEST_FILE,
+    MODEL_FILE,
+    OPTIMIZED_MODEL_FILE,
+    TOKENIZER_FILE,
+    read_manifest,
+    sha256_hex,
+)
 from onnx_lambda_tools.local.cloud import free_port
 from onnx_lambda_tools.local.events import build_event
 from onnx_lambda_tools.local.lambda_runtime import InvokeResult
@@ -55,7 +62,12 @@ class Published:
             "manifest_version_id": self.versions[MANIFEST_FILE],
             "manifest_sha256": self.manifest_sha256,
             "tokenizer_version_id": self.versions.get(TOKENIZER_FILE, ""),
+            "optimized_version_id": self.versions.get(OPTIMIZED_MODEL_FILE, ""),
         }
+
+    def portable(self) -> Published:
+        """These pins without the optimized model's: a deployment that loads model.onnx."""
+        return replace(self, versions={name: v for name, v in self.versions.items() if name != OPTIMIZED_MODEL_FILE})
 
     def republished(self, name: str, version: str, data: bytes) -> Published:
         """These pins with one file's version replaced (and, for the manifest, its sha256)."""

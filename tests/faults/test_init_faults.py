@@ -18,7 +18,7 @@ from mangum import Mangum
 
 from onnx_lambda.app import create_app
 from onnx_lambda.config import ModelSource, Settings
-from onnx_lambda.manifest import MANIFEST_FILE, MODEL_FILE
+from onnx_lambda.manifest import MANIFEST_FILE, MODEL_FILE, OPTIMIZED_MODEL_FILE
 from onnx_lambda.registry import ModelRegistry
 from onnx_lambda_tools.invoke import LambdaContext
 from onnx_lambda_tools.local.events import build_event
@@ -176,7 +176,9 @@ def test_a_reinit_in_the_same_environment_loads_what_the_first_init_cached(
     assert not first.function_error, first.payload
     assert first.payload["statusCode"] == 200
     (entry,) = [path for path in cache.iterdir() if not path.name.startswith(".")]
-    assert (entry / MODEL_FILE).read_bytes() == (models_dir / TABULAR / MODEL_FILE).read_bytes()
+    # The file the deployment loads: the optimized one, as publish pins it.
+    assert (entry / OPTIMIZED_MODEL_FILE).read_bytes() == (models_dir / TABULAR / OPTIMIZED_MODEL_FILE).read_bytes()
+    assert not (entry / MODEL_FILE).exists()
     with start(function_environment([published.source()], closed_port_url(), cache), log) as fn:
         again = fn.invoke(infer_event(TABULAR, tabular_body()))
     assert not again.function_error, again.payload

@@ -15,7 +15,15 @@ import pytest
 
 from onnx_lambda.config import ModelSource, Settings
 from onnx_lambda.errors import ModelLoadError
-from onnx_lambda.manifest import MANIFEST_FILE, MODEL_FILE, TOKENIZER_FILE, FileEntry, Manifest, sha256_hex
+from onnx_lambda.manifest import (
+    MANIFEST_FILE,
+    MODEL_FILE,
+    OPTIMIZED_MODEL_FILE,
+    TOKENIZER_FILE,
+    FileEntry,
+    Manifest,
+    sha256_hex,
+)
 from onnx_lambda.registry import load_registry
 from tests.faults.support import Published, model_files, publish_files, publish_model
 
@@ -71,39 +79,54 @@ def tabular(s3: S3Client, bucket: str, models_dir: Path) -> Published:
     return publish_model(s3, bucket, models_dir, TABULAR)
 
 
+def pinned_for(tabular: Published, name: str) -> Published:
+    """The deployment that loads ``name``: model.onnx's drops the optimized pin, the optimized file's keeps it."""
+    return tabular if name == OPTIMIZED_MODEL_FILE else tabular.portable()
+
+
+@pytest.mark.parametrize("name", [MODEL_FILE, OPTIMIZED_MODEL_FILE])
 def test_model_bytes_that_differ_from_the_pinned_sha256(
-    s3: S3Client, tabular: Published, moto_server: str, tmp_path: Path, capfd: pytest.CaptureFixture[str]
+    s3: S3Client, tabular: Published, moto_server: str, tmp_path: Path, capfd: pytest.CaptureFixture[str], name: str
 ) -> None:
-    model = s3.get_object(Bucket=tabular.bucket, Key=tabular.model_key)["Body"].read()
-    tampered = republish(s3, tabular, MODEL_FILE, model[:-1] + bytes([model[-1] ^ 0x01]))
+    model = s3.get_object(Bucket=tabular.bucket, Key=f"{tabular.prefix}/{name}")["Body"].read()
+    tampered = republish(s3, pinned_for(tabular, name), name, model[:-1] + bytes([model[-1] ^ 0x01]))
     message = refusal(tampered, moto_server, tmp_path, capfd)
-    assert tampered.label(MODEL_FILE) in message
-    assert f"does not match the expected {tabular.sha256}" in message
+    assert tampered.label(name) in message
+    assert f"does not match the expected {sha256_hex(model)} (manifest.json)" in message
     assert not list(tmp_path.glob("cache/*")), "bytes that failed their check must not be cached"
 
 
+@pytest.mark.parametrize("name", [MODEL_FILE, OPTIMIZED_MODEL_FILE])
 def test_a_truncated_model(
-    s3: S3Client, tabular: Published, moto_server: str, tmp_path: Path, capfd: pytest.CaptureFixture[str]
+    s3: S3Client, tabular: Published, moto_server: str, tmp_path: Path, capfd: pytest.CaptureFixture[str], name: str
 ) -> None:
-    model = s3.get_object(Bucket=tabular.bucket, Key=tabular.model_key)["Body"].read()
-    truncated = republish(s3, tabular, MODEL_FILE, model[: len(model) // 2])
+    model = s3.get_object(Bucket=tabular.bucket, Key=f"{tabular.prefix}/{name}")["Body"].read()
+    truncated = republish(s3, pinned_for(tabular, name), name, model[: len(model) // 2])
     message = refusal(truncated, moto_server, tmp_path, capfd)
-    assert f"{truncated.label(MODEL_FILE)} is {len(model) // 2} bytes, expected {len(model)}" in message
+    assert f"{truncated.label(name)} is {len(model) // 2} bytes, expected {len(model)}" in message
     assert not list(tmp_path.glob("cache/*")), "bytes that failed their check must not be cached"
 
 
+@pytest.mark.parametrize("name", [MODEL_FILE, OPTIMIZED_MODEL_FILE])
 def test_a_model_that_is_not_onnx(
-    s3: S3Client, bucket: str, models_dir: Path, moto_server: str, tmp_path: Path, capfd: pytest.CaptureFixture[str]
+    s3: S3Client,
+    bucket: str,
+    models_dir: Path,
+    moto_server: str,
+    tmp_path: Path,
+    capfd: pytest.CaptureFixture[str],
+    name: str,
 ) -> None:
     """Published with a manifest that vouches for it, so only onnxruntime can tell: the message still names it."""
     files = model_files(models_dir, TABULAR)
     not_onnx = b"PK\x03\x04 this is a zip file, not an ONNX protobuf"
     manifest = Manifest.model_validate_json(files[MANIFEST_FILE])
-    files.update({MODEL_FILE: not_onnx, MANIFEST_FILE: with_manifest(manifest, model_onnx=not_onnx)})
-    published = publish_files(s3, bucket, f"models/{TABULAR}/not-onnx", files, sha256_hex(not_onnx))
-    message = refusal(published, moto_server, tmp_path, capfd)
+    files.update({name: not_onnx, MANIFEST_FILE: with_manifest(manifest, **{name.replace(".", "_"): not_onnx})})
+    published = publish_files(s3, bucket, f"models/{TABULAR}/not-onnx", files, sha256_hex(files[MODEL_FILE]))
+    message = refusal(pinned_for(published, name), moto_server, tmp_path, capfd)
     assert published.uri in message  # s3://bucket/key?versionId=...
     assert "not a loadable ONNX model" in message
+    assert (OPTIMIZED_MODEL_FILE in message) == (name == OPTIMIZED_MODEL_FILE)
 
 
 @pytest.mark.parametrize("missing", [MANIFEST_FILE, TOKENIZER_FILE])

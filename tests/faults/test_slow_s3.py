@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 from onnx_lambda.config import ModelSource, Settings
-from onnx_lambda.manifest import read_manifest
+from onnx_lambda.manifest import OPTIMIZED_MODEL_FILE, read_manifest
 from onnx_lambda.registry import load_registry
 from tests.faults.support import publish_model
 from tests.integration.moto import FaultyProxy, ProxiedRequest
@@ -33,7 +33,8 @@ def test_a_stalled_ranged_get_times_out_and_is_retried(
     s3: S3Client, bucket: str, models_dir: Path, moto_server: str, tmp_path: Path
 ) -> None:
     published = publish_model(s3, bucket, models_dir, EMBEDDER)
-    model_path = f"/{bucket}/{published.model_key}"
+    # The file the deployment loads, as publish pins it: the optimized model.
+    model_path = f"/{bucket}/{published.prefix}/{OPTIMIZED_MODEL_FILE}"
 
     def stall_one_part_once(request: ProxiedRequest) -> bool:
         return (
@@ -55,9 +56,9 @@ def test_a_stalled_ranged_get_times_out_and_is_retried(
         registry = load_registry(settings)
 
     parts = [request for request in proxy.requests if request.path.startswith(model_path)]
-    size = read_manifest(models_dir / EMBEDDER).files["model.onnx"].bytes
+    size = read_manifest(models_dir / EMBEDDER).files[OPTIMIZED_MODEL_FILE].bytes
     assert len(parts) == -(-size // MiB) + 1, "one ranged GET per part, plus the one retry"
-    assert all(f"versionId={published.versions['model.onnx']}" in request.path for request in parts)
+    assert all(f"versionId={published.versions[OPTIMIZED_MODEL_FILE]}" in request.path for request in parts)
     retried = [request for request in parts if request.headers.get("range") == STALLED_RANGE]
     assert [request.stalled for request in retried] == [True, False]
 

@@ -37,6 +37,7 @@ ALL_ON: dict[str, Any] = {
     "ManifestVersionId": "Gq0Dw3Hs1dM5k9lPv7Tr2Yx8Zc4Nb6Ju",
     "ManifestSha256": "0123456789abcdef" + "ab" * 24,
     "TokenizerVersionId": "nP5Lr8Kt2Wq7Vx3Bz9Mc4Hd6Fj1Gs0Ae",
+    "OptimizedModelVersionId": "Wd4Tq7Lm1Zs8Kx2Vb5Nh9Pc3Jf6Ry0Gu",
     "ProvisionedConcurrency": 2,
     "ProvisionedConcurrencyMax": 10,
     "AlarmEmail": "ops@example.com",

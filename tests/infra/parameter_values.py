@@ -14,7 +14,14 @@ from typing import Any
 
 from tests.infra.conftest import ALL_ON
 
-MODEL_PARAMETERS = ("ModelKey", "ModelVersionId", "ManifestVersionId", "ManifestSha256", "TokenizerVersionId")
+MODEL_PARAMETERS = (
+    "ModelKey",
+    "ModelVersionId",
+    "ManifestVersionId",
+    "ManifestSha256",
+    "TokenizerVersionId",
+    "OptimizedModelVersionId",
+)
 BASE: dict[str, Any] = {name: ALL_ON[name] for name in MODEL_PARAMETERS}
 
 CHANGED: dict[str, Any] = {
@@ -25,6 +32,7 @@ CHANGED: dict[str, Any] = {
     "ManifestVersionId": "Rt7Yh2Nm5Kq9Wv3Xc8Bz1Ld4Fg6Jp0Se",
     "ManifestSha256": "fedcba9876543210" + "cd" * 24,
     "TokenizerVersionId": "Hs3Kd8Pq1Zx6Vn9Wm2Ct5Lb7Jr4Gf0Ya",
+    "OptimizedModelVersionId": "Mb6Gx1Rk9Qt3Hw7Zp2Dn5Ls8Vc0Fj4Ye",
     "ModelPublisherArn": "arn:aws:iam::123456789012:role/ci/model-publisher",
     "ModelObjectLockDays": 30,
     "CloudFormationExecutionRoleArn": "arn:aws:iam::123456789012:role/cfn-execution",

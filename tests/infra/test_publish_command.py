@@ -82,6 +82,7 @@ def published_parameters(bucket: str, model_dir: Path) -> dict[str, str]:
         "ManifestVersionId": latest["manifest.json"]["VersionId"],
         "ManifestSha256": hashlib.sha256((model_dir / "manifest.json").read_bytes()).hexdigest(),
         "TokenizerVersionId": latest["tokenizer.json"]["VersionId"] if "tokenizer.json" in latest else "",
+        "OptimizedModelVersionId": latest["model.optimized.onnx"]["VersionId"],
     }
 
 

@@ -311,6 +311,7 @@ def test_the_function_environment_pins_the_model(transformed: dict[str, Any]) ->
             "manifest_version_id": ALL_ON["ManifestVersionId"],
             "manifest_sha256": ALL_ON["ManifestSha256"],
             "tokenizer_version_id": ALL_ON["TokenizerVersionId"],
+            "optimized_version_id": ALL_ON["OptimizedModelVersionId"],
         }
     ]
     assert environment["ONNX_LAMBDA_AUTH_MODE"] == "apigateway"

@@ -35,9 +35,9 @@ VERSION_PARAMETERS = {
     "RouteScopes",
 }
 #: Pins that change a version's configuration but not its bytes: the manifest's sha256 (in the description) pins
-#: the bytes these versions hold, so alone they can only name the same bytes again. Lambda's 256 characters
-#: leave no room for them in the description (template.yaml, VersionDescription).
-SAME_BYTES_PINS = {"ManifestVersionId", "TokenizerVersionId"}
+#: the bytes these versions hold (the optimized model's too), so alone they can only name the same bytes again.
+#: Lambda's 256 characters leave no room for them in the description (template.yaml, VersionDescription).
+SAME_BYTES_PINS = {"ManifestVersionId", "TokenizerVersionId", "OptimizedModelVersionId"}
 #: Function properties that belong to the function, not to a version (tags, reserved concurrency).
 UNVERSIONED_PROPERTIES = {"Tags", "ReservedConcurrentExecutions"}
 

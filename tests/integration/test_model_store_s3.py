@@ -16,8 +16,8 @@ import pytest
 
 from onnx_lambda.config import ModelSource, Settings
 from onnx_lambda.errors import ModelLoadError
-from onnx_lambda.manifest import MANIFEST_FILE, MODEL_FILE, TOKENIZER_FILE, sha256_hex
-from onnx_lambda.model_store import ModelStore, cache_key
+from onnx_lambda.manifest import MANIFEST_FILE, MODEL_FILE, OPTIMIZED_MODEL_FILE, TOKENIZER_FILE, sha256_hex
+from onnx_lambda.model_store import ModelStore, cache_key, onnxruntime_version
 from tests.integration.moto import (
     Blackhole,
     FaultyProxy,
@@ -73,6 +73,7 @@ def source_for(bucket: str, versions: dict[str, str], bundle: Bundle, **pins: st
         "manifest_version_id": versions[MANIFEST_FILE],
         "manifest_sha256": bundle.manifest_sha256,
         "tokenizer_version_id": versions.get(TOKENIZER_FILE),
+        "optimized_version_id": versions.get(OPTIMIZED_MODEL_FILE),
         **pins,
     }
     return ModelSource.model_validate(values)
@@ -410,11 +411,12 @@ def test_a_cache_dir_that_is_a_symlink_is_never_served(
         ModelStore(settings_for(tmp_path, closed_port_url(), published, s3_max_attempts=1)).fetch(published)
 
 
+@pytest.mark.parametrize("pin", ["tokenizer_version_id", "optimized_version_id"])
 def test_the_cache_serves_only_the_pins_it_was_written_for(
-    tmp_path: Path, published: ModelSource, warm_cache: Path
+    tmp_path: Path, published: ModelSource, warm_cache: Path, pin: str
 ) -> None:
-    # Another tokenizer VersionId (same bytes or not) is another entry: with S3 unreachable, nothing serves it.
-    other = published.model_copy(update={"tokenizer_version_id": "another-version"})
+    # Another VersionId (same bytes or not) is another entry: with S3 unreachable, nothing serves it.
+    other = published.model_copy(update={pin: "another-version"})
     assert cache_key(other) != warm_cache.name
     with pytest.raises(ModelLoadError, match="Could not connect"):
         ModelStore(settings_for(tmp_path, closed_port_url(), other, s3_max_attempts=1)).fetch(other)
@@ -433,3 +435,136 @@ def test_a_planted_manifest_and_tokenizer_in_the_cache_are_never_served(
     assert artifacts.from_cache is False
     assert (artifacts.tokenizer, artifacts.manifest) == (TOKENIZER_BYTES, bundle.manifest)
     assert (warm_cache / MANIFEST_FILE).read_bytes() == bundle.manifest_bytes
+
+
+# --- the optimized model (model.optimized.onnx) -----------------------------------------------------
+
+
+#: Stands in for model.optimized.onnx: the store only checks its bytes against the manifest.
+OPTIMIZED_BYTES = random.Random(5).randbytes(300_000)
+OPTIMIZED_KEY = f"{PREFIX}/{OPTIMIZED_MODEL_FILE}"
+
+
+def optimized_bundle(written_by: str | None = None) -> Bundle:
+    """A bundle whose manifest lists an optimized model, by default written by this process's onnxruntime."""
+    return make_bundle(
+        tokenizer=TOKENIZER_BYTES, optimized=OPTIMIZED_BYTES, optimized_by=written_by or str(onnxruntime_version())
+    )
+
+
+def model_requests(proxy: FaultyProxy) -> dict[str, list[str]]:
+    """The versions of model.onnx and model.optimized.onnx the store asked for."""
+    found: dict[str, list[str]] = {MODEL_FILE: [], OPTIMIZED_MODEL_FILE: []}
+    for request in proxy.requests:
+        path, _, query = request.path.partition("?")
+        name = path.rsplit("/", 1)[-1]
+        if name in found:
+            found[name].append(query)
+    return found
+
+
+def test_the_optimized_file_is_fetched_instead_of_the_model_and_cached(
+    tmp_path: Path, moto_server: str, s3: S3Client, bucket: str
+) -> None:
+    bundle = optimized_bundle()
+    versions = publish(s3, bucket, bundle)
+    source = source_for(bucket, versions, bundle)
+    assert source.optimized_version_id == versions[OPTIMIZED_MODEL_FILE]
+
+    with FaultyProxy(moto_server) as proxy:
+        artifacts = ModelStore(settings_for(tmp_path, proxy.endpoint_url, source)).fetch(source)
+
+    assert artifacts.model == OPTIMIZED_BYTES
+    assert artifacts.optimized == bundle.manifest.optimized
+    assert (artifacts.manifest, artifacts.tokenizer) == (bundle.manifest, TOKENIZER_BYTES)
+    requested = model_requests(proxy)
+    assert requested[MODEL_FILE] == [], "model.onnx is not needed"
+    assert requested[OPTIMIZED_MODEL_FILE]
+    assert all(f"versionId={versions[OPTIMIZED_MODEL_FILE]}" in query for query in requested[OPTIMIZED_MODEL_FILE])
+
+    # The cache holds what was fetched, and serves it again, re-verified, with S3 unreachable.
+    entry = tmp_path / "cache" / cache_key(source)
+    assert sorted(path.name for path in entry.iterdir()) == sorted(
+        [MANIFEST_FILE, OPTIMIZED_MODEL_FILE, TOKENIZER_FILE]
+    )
+    cached = ModelStore(settings_for(tmp_path, closed_port_url(), source, s3_max_attempts=1)).fetch(source)
+    assert (cached.from_cache, cached.model, cached.optimized) == (True, OPTIMIZED_BYTES, bundle.manifest.optimized)
+    # A tampered cached copy is discarded, never served.
+    (entry / OPTIMIZED_MODEL_FILE).write_bytes(OPTIMIZED_BYTES[:-1] + bytes([OPTIMIZED_BYTES[-1] ^ 1]))
+    with pytest.raises(ModelLoadError, match="Could not connect"):
+        ModelStore(settings_for(tmp_path, closed_port_url(), source, s3_max_attempts=1)).fetch(source)
+    assert not entry.exists()
+
+
+@pytest.mark.parametrize(
+    ("case", "reason"),
+    [
+        ("another onnxruntime", "was written by onnxruntime 0.0.1 and this is"),
+        ("a lower level", "ONNX_LAMBDA_GRAPH_OPTIMIZATION is basic, below the extended"),
+        ("no optimized model", "the manifest lists no optimized model"),
+    ],
+)
+def test_the_portable_model_is_fetched_by_its_own_pin_when_the_optimized_one_cant_be_used(
+    tmp_path: Path,
+    moto_server: str,
+    s3: S3Client,
+    bucket: str,
+    caplog: pytest.LogCaptureFixture,
+    case: str,
+    reason: str,
+) -> None:
+    bundle = optimized_bundle("0.0.1" if case == "another onnxruntime" else None)
+    versions = publish(s3, bucket, bundle)
+    if case == "no optimized model":
+        # Parameters that pin an optimized file the (pinned) manifest doesn't list.
+        bundle = make_bundle(tokenizer=TOKENIZER_BYTES)
+        versions = {**publish(s3, bucket, bundle), OPTIMIZED_MODEL_FILE: versions[OPTIMIZED_MODEL_FILE]}
+    source = source_for(bucket, versions, bundle)
+    level = "basic" if case == "a lower level" else "all"
+
+    with FaultyProxy(moto_server) as proxy:
+        settings = settings_for(tmp_path, proxy.endpoint_url, source, graph_optimization=level)
+        store = ModelStore(settings)
+        artifacts = store.fetch(source)
+        # The cache entry holds model.onnx: a second read says nothing more.
+        assert store.fetch(source).from_cache is True
+
+    assert (artifacts.model, artifacts.optimized) == (bundle.model, None)
+    requested = model_requests(proxy)
+    assert requested[OPTIMIZED_MODEL_FILE] == []
+    assert requested[MODEL_FILE]
+    assert all(f"versionId={versions[MODEL_FILE]}" in query for query in requested[MODEL_FILE])
+    said = [record for record in caplog.records if record.getMessage().startswith("serving the portable model.onnx")]
+    assert len(said) == 1, caplog.text
+    assert reason in said[0].__dict__["reason"]
+
+
+def test_an_optimized_file_that_differs_from_the_manifest_is_refused(
+    tmp_path: Path, moto_server: str, s3: S3Client, bucket: str
+) -> None:
+    bundle = optimized_bundle()
+    versions = publish(s3, bucket, bundle)
+    tampered = OPTIMIZED_BYTES[:-1] + bytes([OPTIMIZED_BYTES[-1] ^ 0xFF])
+    tampered_version = put(s3, bucket, OPTIMIZED_KEY, tampered)
+    message = refusal(
+        tmp_path, moto_server, source_for(bucket, versions, bundle, optimized_version_id=tampered_version)
+    )
+    assert f"s3://{bucket}/{OPTIMIZED_KEY} (versionId {tampered_version})" in message
+    expected = bundle.manifest.files[OPTIMIZED_MODEL_FILE].sha256
+    assert f"sha256 {sha256_hex(tampered)} does not match the expected {expected} (manifest.json)" in message
+    # Deleted, the pinned version is a clear error too, not a silent fallback.
+    s3.delete_object(Bucket=bucket, Key=OPTIMIZED_KEY, VersionId=versions[OPTIMIZED_MODEL_FILE])
+    message = refusal(tmp_path, moto_server, source_for(bucket, versions, bundle))
+    assert f"s3://{bucket}/{OPTIMIZED_KEY} (versionId {versions[OPTIMIZED_MODEL_FILE]}) does not exist" in message
+
+
+def test_an_optimized_file_larger_than_the_functions_memory_is_refused_before_allocating(
+    tmp_path: Path, moto_server: str, s3: S3Client, bucket: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    large = random.Random(9).randbytes(2 * MiB)
+    bundle = make_bundle(optimized=large, optimized_by=str(onnxruntime_version()))
+    versions = publish(s3, bucket, bundle)
+    monkeypatch.setenv("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "1")  # MB, as Lambda sets it
+    message = refusal(tmp_path, moto_server, source_for(bucket, versions, bundle))
+    assert f"s3://{bucket}/{OPTIMIZED_KEY} (versionId {versions[OPTIMIZED_MODEL_FILE]})" in message
+    assert f"gives it {2 * MiB} bytes, more than this function's {MiB} bytes of memory" in message

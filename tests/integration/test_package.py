@@ -78,6 +78,9 @@ def test_package_a_tabular_model_and_an_embedder(models_dir: Path, tmp_path: Pat
     handler = serve_directories(tabular, embedder)
     for directory in (tabular, embedder):
         manifest = verify_model_dir(directory)
+        # Sealed with the optimized copy that publish uploads and pins (its sha256 verified above).
+        assert manifest.optimized is not None
+        assert manifest.optimized.file in manifest.files
         answer = call(handler, f"/v2/models/{manifest.name}/infer", manifest.golden.infer_request)
         for want, got in zip(manifest.golden.infer_response["outputs"], answer["outputs"], strict=True):  # type: ignore[call-overload]
             assert want["name"] == got["name"]

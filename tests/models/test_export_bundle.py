@@ -11,7 +11,15 @@ import onnxruntime as ort
 import pytest
 from onnxruntime.datasets import get_example
 
-from onnx_lambda.manifest import MANIFEST_FILE, MODEL_FILE, Golden, verify_model_dir
+from onnx_lambda.manifest import (
+    MANIFEST_FILE,
+    MODEL_FILE,
+    OPTIMIZED_MODEL_FILE,
+    Golden,
+    OptimizedModel,
+    file_entry,
+    verify_model_dir,
+)
 from onnx_lambda_tools.export import golden
 from onnx_lambda_tools.export.bundle import dumps, staged_model_dir, write_manifest
 
@@ -40,8 +48,16 @@ def test_a_sealed_directory_replaces_the_old_one(tmp_path: Path) -> None:
     with staged_model_dir(target) as staging:
         (staging / MODEL_FILE).write_bytes(MUL.read_bytes())
         manifest = write_manifest(staging, mul_fields(session))
-    assert sorted(path.name for path in target.iterdir()) == [MANIFEST_FILE, MODEL_FILE]
+    assert sorted(path.name for path in target.iterdir()) == [MANIFEST_FILE, MODEL_FILE, OPTIMIZED_MODEL_FILE]
     assert verify_model_dir(target) == manifest
+    # The optimized copy is pinned like the others, and says which onnxruntime wrote it at which level.
+    assert manifest.optimized == OptimizedModel(
+        file=OPTIMIZED_MODEL_FILE, onnxruntime=ort.__version__, level="extended"
+    )
+    assert manifest.files[OPTIMIZED_MODEL_FILE] == file_entry(target / OPTIMIZED_MODEL_FILE)
+    optimized = ort.InferenceSession(str(target / OPTIMIZED_MODEL_FILE), providers=["CPUExecutionProvider"])
+    x = np.full((3, 2), 2.0, np.float32)
+    assert optimized.run(None, {"X": x})[0].tolist() == session.run(None, {"X": x})[0].tolist()
     assert manifest.golden.infer_response["outputs"][0]["data"] == [1.0, 2.0, 3.0, 4.0, 5.0, 6.0]
     assert [spec.shape for spec in manifest.inputs] == [[3, 2]]
     assert sorted(path.name for path in tmp_path.iterdir()) == ["mul"]  # no staging or retired leftovers

@@ -6,14 +6,25 @@ tests/integration/test_model_store_s3.py, against a real moto server.
 
 from __future__ import annotations
 
+import json
 import re
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
 from onnx_lambda.config import ModelSource, Settings
 from onnx_lambda.errors import ModelLoadError
-from onnx_lambda.manifest import MANIFEST_FILE, MODEL_FILE, TOKENIZER_FILE, FileEntry, TokenizerSettings
+from onnx_lambda.manifest import (
+    MANIFEST_FILE,
+    MODEL_FILE,
+    OPTIMIZED_MODEL_FILE,
+    TOKENIZER_FILE,
+    FileEntry,
+    Manifest,
+    TokenizerSettings,
+)
 from onnx_lambda.model_store import ModelStore, build_s3_client, parse_file_uri, parse_s3_uri
 from onnx_lambda_tools.local.cloud import free_port
 from tests.model_bundle import TOKENIZER_BYTES, Bundle, iris_model, make_bundle
@@ -322,3 +333,61 @@ def test_s3_client_uses_the_configured_endpoint_timeout_and_attempts(tmp_path: P
     client = build_s3_client(settings)
     # How each is used is tested on the client itself, over real HTTP (tests/unit/test_s3_client.py).
     assert (client.endpoint_url, client.timeout_seconds, client.max_attempts) == ("http://127.0.0.1:9", 2.5, 5)
+
+
+# --- the optimized model ------------------------------------------------------------------------------
+
+
+def test_a_file_source_serves_model_onnx_even_beside_an_optimized_copy(tmp_path: Path) -> None:
+    """Only an S3 deployment pins an optimized model; a directory on disk is served as it is exported."""
+    bundle = make_bundle(tokenizer=TOKENIZER_BYTES, optimized=b"fused graph")
+    path = bundle.write(tmp_path / "iris")
+    source = ModelSource(uri=path.as_uri())
+    artifacts = ModelStore(make_settings(tmp_path, source)).fetch(source)
+    assert (artifacts.model, artifacts.optimized) == (bundle.model, None)
+
+
+@pytest.mark.parametrize(
+    ("optimized", "problem"),
+    [
+        ({"file": OPTIMIZED_MODEL_FILE, "onnxruntime": "1.32.0", "level": "all"}, "optimized.level"),
+        ({"file": "unlisted.onnx", "onnxruntime": "1.32.0"}, "is not listed in files"),
+        ({"file": MODEL_FILE, "onnxruntime": "1.32.0"}, "must name a file of its own"),
+        ({"file": TOKENIZER_FILE, "onnxruntime": "1.32.0"}, "must name a file of its own"),
+        ({"file": "../model.onnx", "onnxruntime": "1.32.0"}, "optimized.file"),
+        ({"file": OPTIMIZED_MODEL_FILE}, "optimized.onnxruntime"),
+        ({"file": OPTIMIZED_MODEL_FILE, "onnxruntime": "1.32.0", "fast": True}, "optimized.fast"),
+    ],
+    ids=["level-all", "unpinned", "the-model", "the-tokenizer", "a-path", "no-version", "unknown-field"],
+)
+def test_a_manifests_optimized_entry_is_strict(
+    tmp_path: Path, bundle: Bundle, optimized: dict[str, object], problem: str
+) -> None:
+    """``all`` is specific to the CPU that ran it; the file must be one of its own and pinned like the others."""
+    document = bundle.manifest.model_dump(mode="json")
+    document["files"][OPTIMIZED_MODEL_FILE] = {"sha256": "cd" * 32, "bytes": 10}
+    valid = Manifest.model_validate({**document, "optimized": {"file": OPTIMIZED_MODEL_FILE, "onnxruntime": "1.32.0"}})
+    assert valid.optimized is not None
+    assert valid.optimized.level == "extended"
+    path = tmp_path / "iris" / MODEL_FILE
+    bundle.write(path.parent)
+    (path.parent / MANIFEST_FILE).write_text(json.dumps({**document, "optimized": optimized}))
+    source = ModelSource(uri=path.as_uri())
+    with pytest.raises(ModelLoadError, match="is not a valid manifest") as refused:
+        ModelStore(make_settings(tmp_path, source)).fetch(source)
+    assert problem in str(refused.value)
+
+
+def test_the_onnxruntime_version_is_read_without_importing_it() -> None:
+    """The store decides which file to fetch while init still imports: onnxruntime's import must not wait first."""
+    code = (
+        "import sys\n"
+        "from onnx_lambda.model_store import onnxruntime_version\n"
+        "found = onnxruntime_version()\n"
+        "assert 'onnxruntime' not in sys.modules, 'imported'\n"
+        "import onnxruntime\n"
+        "print(found, onnxruntime.__version__, onnxruntime_version())\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True)
+    found, imported, after = result.stdout.split()
+    assert found == imported == after

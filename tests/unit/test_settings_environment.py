@@ -22,6 +22,7 @@ MODELS = [
         "manifest_version_id": "m1",
         "manifest_sha256": SHA,
         "tokenizer_version_id": "",
+        "optimized_version_id": "",
     }
 ]
 
@@ -56,6 +57,7 @@ def test_a_deployed_functions_variables(monkeypatch: pytest.MonkeyPatch) -> None
         )
     ]
     assert settings.models[0].tokenizer_version_id is None
+    assert settings.models[0].optimized_version_id is None
     assert settings.auth_mode == "apigateway"
     assert settings.jwt_scopes == ["inference/invoke", "aws.cognito.signin.user.admin"]
     assert (settings.s3_endpoint_url, settings.jwt_issuer, settings.jwt_jwks_url) == (None, None, None)

@@ -5,7 +5,8 @@ cap, MemorySize/1769 vCPU as a CFS quota, read-only root, a tmpfs /tmp, Lambda's
 network where the local S3 runs, and is timed from ``exec`` inside it by :mod:`cold_probe`:
 
 * ``ours``: the image's runtime (``awslambdaric`` and the handler), with the template's environment, the
-  model from the local S3 into an empty /tmp, and tracing on as deployed (``Tracing: Active``);
+  model from the local S3 into an empty /tmp, pinned as ``publish`` prints it (so model.optimized.onnx
+  when the manifest lists one, with OptimizedModelVersionId), and tracing on as deployed (``Tracing: Active``);
 * ``file``: a bare process that loads the same model from a file and answers one sentence;
 * ``s3``: a bare process that first fetches the same pinned objects from the same S3 with boto3.
 
@@ -74,6 +75,7 @@ def specs(published: PublishedModel, models_dir: Path, model: str, endpoint: str
             **bare,
             "endpoint_url": endpoint,
             "bucket": published.bucket,
+            # The portable model.onnx, as a new user's process would load it, never the optimized copy.
             "objects": {
                 "model": [published.key, published.version_id],
                 "tokenizer": [f"{prefix}/{tokenizer_file}", published.tokenizer_version_id],
