@@ -181,3 +181,14 @@ def test_cold_start_in_the_container_against_both_bare_processes(bench_run: tupl
     assert cold["value"] == box["ratios_vs_file"]["first_response"]
     assert "Cold start in the function's container" in docs
     assert "bare process, model from S3 with boto3" in stdout
+    # The init stage by stage, in the image: the session is the file the function loads, and the stages
+    # the bare process doesn't pay are the service's own (what the cold-start ratio is made of).
+    stages = {name: (cpu, rss, shared) for name, cpu, rss, shared in box["init_stages"]}
+    assert "the session, from the optimized copy" in stages
+    assert all(cpu >= 0 and rss > 0 for cpu, rss, _ in stages.values())
+    assert {name for name, (_, _, shared) in stages.items() if not shared} >= {
+        "the runtime client (awslambdaric)",
+        "pydantic",
+        "the X-Ray SDK (Tracing: Active)",
+    }
+    assert "the service's own stages, in all" in stdout

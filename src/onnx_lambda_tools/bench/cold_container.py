@@ -32,7 +32,11 @@ from onnx_lambda_tools.publish import PublishedModel, models_variable
 
 SIDES: Final = ("ours", "file", "s3")
 PROBE: Final = Path(__file__).with_name("cold_probe.py")
+STAGES: Final = Path(__file__).with_name("init_stages.py")
 _PROBE_IN_CONTAINER: Final = "/opt/bench/cold_probe.py"
+_STAGES_IN_CONTAINER: Final = "/opt/bench/init_stages.py"
+#: Fresh containers of ``init_stages.py``, whose medians make the stage table.
+STAGE_REPETITIONS: Final = 3
 _MODEL_IN_CONTAINER: Final = "/opt/model"
 #: The image's runtime, as its CMD names the handler.
 _HANDLER: Final = "onnx_lambda.handler.lambda_handler"
@@ -94,25 +98,78 @@ def run_once(
     name: str,
 ) -> dict[str, Any]:
     """One fresh container, one cold start of ``side``; the probe's JSON."""
+    result: dict[str, Any] = _in_container(
+        image,
+        [_PROBE_IN_CONTAINER, side, json.dumps(spec)],
+        environment,
+        limits,
+        model_dir,
+        name,
+        f"the {side} cold start",
+    )
+    if side == "ours" and any(status != 200 for status in result["statuses"]):
+        raise RuntimeError(f"ours answered {result['statuses']}")
+    return result
+
+
+def init_stages(
+    image: str, environment: Mapping[str, str], limits: containers.LambdaLimits, model_dir: Path, name: str
+) -> list[list[Any]]:
+    """The function's init stage by stage (:mod:`init_stages`), medians of fresh containers under the quota."""
+    script_environment = {
+        **environment,
+        "PYTHONPATH": f"{environment.get('LAMBDA_TASK_ROOT', '/var/task')}:/var/runtime",
+    }
+    runs = [
+        _in_container(
+            image,
+            [_STAGES_IN_CONTAINER, _MODEL_IN_CONTAINER],
+            script_environment,
+            limits,
+            model_dir,
+            f"{name}-{i}",
+            "the init stages",
+        )
+        for i in range(STAGE_REPETITIONS)
+    ]
+    return [
+        [
+            stage[0],
+            round(float(np.median([run[i][1] for run in runs])), 1),
+            round(float(np.median([run[i][2] for run in runs])), 1),
+            stage[3],
+        ]
+        for i, stage in enumerate(runs[0])
+    ]
+
+
+def _in_container(
+    image: str,
+    arguments: Sequence[str],
+    environment: Mapping[str, str],
+    limits: containers.LambdaLimits,
+    model_dir: Path,
+    name: str,
+    what: str,
+) -> Any:
+    """Run a bench script in a fresh container of the image under ``limits``; the JSON of its last line."""
     env_arguments = [argument for key, value in environment.items() for argument in ("-e", f"{key}={value}")]
     command = [
         "docker", "run", "--rm", "--name", name, "--network", containers.NETWORK,
         *limits.docker_arguments(), *env_arguments,
         "-v", f"{PROBE}:{_PROBE_IN_CONTAINER}:ro",
+        "-v", f"{STAGES}:{_STAGES_IN_CONTAINER}:ro",
         "-v", f"{model_dir.resolve()}:{_MODEL_IN_CONTAINER}:ro",
         "--entrypoint", "/var/lang/bin/python3",
-        image, _PROBE_IN_CONTAINER, side, json.dumps(spec),
+        image, *arguments,
     ]  # fmt: skip
     completed = subprocess.run(  # noqa: S603 - the docker client, argv built here
         command, capture_output=True, text=True, timeout=180, check=False, env={**os.environ, **containers.DOCKER_ENV}
     )
     if completed.returncode != 0:
         containers.docker("rm", "-f", name, check=False)
-        raise RuntimeError(f"the {side} cold start failed: {(completed.stderr or completed.stdout)[-2500:]}")
-    result: dict[str, Any] = json.loads(completed.stdout.strip().splitlines()[-1])
-    if side == "ours" and any(status != 200 for status in result["statuses"]):
-        raise RuntimeError(f"ours answered {result['statuses']}")
-    return result
+        raise RuntimeError(f"{what} failed: {(completed.stderr or completed.stdout)[-2500:]}")
+    return json.loads(completed.stdout.strip().splitlines()[-1])
 
 
 def _order(repetition: int) -> Sequence[str]:
@@ -190,6 +247,7 @@ def measure(
     }
     sides_summary = document["sides"]
     if "ours" in sides_summary:
+        document["init_stages"] = init_stages(image, environment, limits, models_dir / model, f"{prefix}-stages")
         for reference in ("file", "s3"):
             if reference in sides_summary:
                 ours, ref = sides_summary["ours"], sides_summary[reference]

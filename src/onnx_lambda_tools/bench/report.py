@@ -282,6 +282,10 @@ def console(document: Mapping[str, Any]) -> str:
     if document.get("cold_container"):
         parts += ["", "cold start in the function's container under the quota, tracing on (medians)"]
         parts.append(_plain_table(*cold_container_table(document)))
+        header, rows = init_stages_table(document)
+        if rows:
+            parts += ["", "the function's init stage by stage, one thread, in its image under the quota (medians)"]
+            parts.append(_plain_table(header, rows))
     if document.get("container"):
         parts += ["", "the image under Lambda's limits, next to the same handler in process"]
         parts.append(_plain_table(CONTAINER_HEADER, container_rows(document)))
@@ -340,6 +344,15 @@ def markdown(document: Mapping[str, Any]) -> str:
             "",
             _markdown_table(*cold_container_table(document)),
         ]
+        header, rows = init_stages_table(document)
+        if rows:
+            lines += [
+                "",
+                "The function's init stage by stage (`onnx_lambda_tools/bench/init_stages.py`): one thread, in its image under the same "
+                "quota, the model read from a file; CPU time, which under the quota is what Init Duration is made of.",
+                "",
+                _markdown_table(header, rows),
+            ]
     if document.get("container"):
         lines += [
             "",
@@ -406,6 +419,17 @@ def cold_container_table(document: Mapping[str, Any]) -> tuple[list[str], list[l
                     "",
                 ]
             )
+    return header, rows
+
+
+def init_stages_table(document: Mapping[str, Any]) -> tuple[list[str], list[list[str]]]:
+    """The function's init stage by stage (``init_stages.py``): medians, and what only the service pays."""
+    stages = (document.get("cold_container") or {}).get("init_stages") or []
+    header = ["stage", "CPU ms", "RSS after MiB", "the bare process pays it too"]
+    rows = [[name, f"{cpu:.1f}", f"{rss:.0f}", "yes" if shared else ""] for name, cpu, rss, shared in stages]
+    if rows:
+        ours_only = sum(cpu for _, cpu, _, shared in stages if not shared)
+        rows.append(["the service's own stages, in all", f"{ours_only:.0f}", "", ""])
     return header, rows
 
 
