@@ -23,14 +23,15 @@ from tests.expected_events import check_response, load_event, response_body
 pytestmark = pytest.mark.arm64
 
 EVENTS = ["health-ready", "model-metadata", "embeddings-batch", "infer-tabular-binary", "bad-shape"]
-#: Raw onnxruntime inside the arm64 container, on the model file the function cached: the reference for
-#: the int8 model, whose integer kernels differ between x86_64 and arm64 (so the x86_64 golden is not one).
+#: Raw onnxruntime inside the arm64 container, on the model file the function cached (model.optimized.onnx
+#: when the image's onnxruntime wrote it, else model.onnx): the reference for the int8 model, whose integer
+#: kernels differ between x86_64 and arm64 (so the x86_64 golden is not one).
 RAW_ONNXRUNTIME = """
 import glob, json, sys
 import numpy as np, onnxruntime as ort
 request = json.load(sys.stdin)
 wanted = {tensor["name"] for tensor in request["inputs"]}
-for path in glob.glob("/tmp/onnx-lambda-cache/*/model.onnx"):
+for path in glob.glob("/tmp/onnx-lambda-cache/*/*.onnx"):
     session = ort.InferenceSession(path, providers=["CPUExecutionProvider"])
     if {i.name for i in session.get_inputs()} == wanted:
         feeds = {t["name"]: np.asarray(t["data"], dtype=np.int64).reshape(t["shape"]) for t in request["inputs"]}

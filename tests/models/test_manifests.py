@@ -11,7 +11,14 @@ import pytest
 from tokenizers import Tokenizer
 
 from onnx_lambda.config import available_cpus
-from onnx_lambda.manifest import MANIFEST_FILE, MODEL_FILE, TOKENIZER_FILE, Manifest, verify_model_dir
+from onnx_lambda.manifest import (
+    MANIFEST_FILE,
+    MODEL_FILE,
+    OPTIMIZED_MODEL_FILE,
+    TOKENIZER_FILE,
+    Manifest,
+    verify_model_dir,
+)
 from onnx_lambda.model import GraphOptimization, session_options
 from onnx_lambda_tools.export import BREAST_CANCER, MINILM_FP32, MINILM_INT8, MODEL_NAMES, golden
 from onnx_lambda_tools.export.minilm import INPUT_NAMES, OUTPUT_NAME, tokenize
@@ -30,8 +37,13 @@ def test_the_manifest_validates_and_pins_every_file(models_dir: Path, name: str)
     assert (manifest.name, manifest.version) == (name, "1")
     on_disk = {path.name for path in (models_dir / name).iterdir()} - {MANIFEST_FILE}
     assert on_disk == set(manifest.files)
-    expected = {MODEL_FILE, TOKENIZER_FILE} if name in MINILM else {MODEL_FILE}
+    # Every model carries its copy optimized at build time (OPTIMIZED_MODEL_FILE), written by this onnxruntime.
+    expected = (
+        {MODEL_FILE, OPTIMIZED_MODEL_FILE, TOKENIZER_FILE} if name in MINILM else {MODEL_FILE, OPTIMIZED_MODEL_FILE}
+    )
     assert set(manifest.files) == expected
+    assert manifest.optimized is not None
+    assert (manifest.optimized.file, manifest.optimized.onnxruntime) == (OPTIMIZED_MODEL_FILE, ort.__version__)
     assert (manifest.tokenizer is not None) == (name in MINILM)
     assert manifest.source, "provenance"
 

@@ -348,8 +348,9 @@ def markdown(document: Mapping[str, Any]) -> str:
         if rows:
             lines += [
                 "",
-                "The function's init stage by stage (`onnx_lambda_tools/bench/init_stages.py`): one thread, in its image under the same "
-                "quota, the model read from a file; CPU time, which under the quota is what Init Duration is made of.",
+                "The function's init stage by stage (`onnx_lambda_tools/bench/init_stages.py`): one thread, in its "
+                "image under the same quota, the model read from a file; CPU time, which under the quota is what "
+                "Init Duration is made of.",
                 "",
                 _markdown_table(header, rows),
             ]
