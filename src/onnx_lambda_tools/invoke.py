@@ -25,7 +25,7 @@ class LambdaContext:
 
     function_name: str = FUNCTION_NAME
     function_version: str = "$LATEST"
-    memory_limit_in_mb: int = 2048
+    memory_limit_in_mb: int = 1769
     timeout_seconds: float = 30.0
     aws_request_id: str = field(default_factory=lambda: str(uuid.uuid4()))
     invoked_function_arn: str = f"arn:aws:lambda:us-east-1:123456789012:function:{FUNCTION_NAME}"
@@ -58,7 +58,7 @@ def function_environment(models_dir: Path) -> dict[str, str]:
         "POWERTOOLS_SERVICE_NAME": "onnx-lambda",
         "POWERTOOLS_METRICS_NAMESPACE": "OnnxLambda",
         "AWS_LAMBDA_FUNCTION_NAME": FUNCTION_NAME,
-        "AWS_LAMBDA_FUNCTION_MEMORY_SIZE": "2048",
+        "AWS_LAMBDA_FUNCTION_MEMORY_SIZE": "1769",
         "AWS_REGION": os.environ.get("AWS_REGION", "us-east-1"),
     }
 

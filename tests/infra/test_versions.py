@@ -176,7 +176,7 @@ def test_the_description_names_the_model_for_a_roll_forward(sam_transform: Trans
     _, identity = version_identity(sam_transform(ALL_ON), ALL_ON)
     key, version_id, sha256, memory, architecture, log_level, tokens = identity["Description"].split(" ")
     assert (key, version_id, sha256) == (ALL_ON["ModelKey"], ALL_ON["ModelVersionId"], ALL_ON["ManifestSha256"])
-    assert (memory, architecture, log_level, tokens) == ("2048MB", "x86_64", "INFO", "machine+user")
+    assert (memory, architecture, log_level, tokens) == ("1769MB", "x86_64", "INFO", "machine+user")
 
 
 def longest_values(template: Mapping[str, Any]) -> dict[str, list[Any]]:

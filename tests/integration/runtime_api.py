@@ -61,7 +61,7 @@ class TracedFunction:
                 if not key.startswith(("ONNX_LAMBDA_", "POWERTOOLS_", "AWS_XRAY_", "_X_AMZN_", "AWS_SAM_"))
             },
             "AWS_LAMBDA_FUNCTION_NAME": "onnx-lambda-inference",
-            "AWS_LAMBDA_FUNCTION_MEMORY_SIZE": "2048",
+            "AWS_LAMBDA_FUNCTION_MEMORY_SIZE": "1769",
             "AWS_LAMBDA_FUNCTION_VERSION": "$LATEST",
             "AWS_REGION": "us-east-1",
             "PYTHONUNBUFFERED": "1",

@@ -16,6 +16,7 @@ from typing import Any
 import pytest
 
 from onnx_lambda_tools.bench import report
+from onnx_lambda_tools.local import sam_local
 
 ROOT = Path(__file__).resolve().parents[2]
 SUMMARY_KEYS = {"calls", "p50_ms", "p90_ms", "p99_ms", "mean_ms", "throughput", "items_per_second"}
@@ -158,8 +159,9 @@ def test_cold_start_in_the_container_against_both_bare_processes(bench_run: tupl
     """Ours and the two bare processes, each in a fresh container of the image under the template's quota."""
     document, stdout, docs = bench_run
     box = document["cold_container"]
-    assert box["memory_mb"] == 2048
-    assert box["cpus"] == pytest.approx(2048 / 1769, abs=1e-3)
+    memory_mb = sam_local.template_memory_size()
+    assert box["memory_mb"] == memory_mb
+    assert box["cpus"] == pytest.approx(memory_mb / 1769, abs=1e-3)
     assert set(box["sides"]) == {"ours", "file", "s3"}
     for side in box["sides"].values():
         assert 0 < side["init_ms"] <= side["first_response_ms"]

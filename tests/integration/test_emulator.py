@@ -43,6 +43,7 @@ from onnx_lambda_tools.local.emulator.gateway import MalformedResponse, http_res
 from onnx_lambda_tools.local.emulator.pool import EnvironmentPool
 from onnx_lambda_tools.local.emulator.routes import DEFAULT_ROUTE, load_http_api
 from onnx_lambda_tools.local.events import build_event
+from onnx_lambda_tools.local.sam_local import template_memory_size
 from tests.expected_events import EXPECTED, load_event
 from tests.servers import ROOT, LambdaService, LocalService
 
@@ -289,7 +290,7 @@ def test_cold_starts_are_reported(lambda_service: LambdaService, http: httpx.Cli
     assert len(reports) > len(cold)  # the rest were warm
     for line in reports:
         fields = dict(part.split(": ", 1) for part in line.split("\t") if ": " in part)
-        assert fields["Memory Size"] == "2048 MB"  # the template's MemorySize
+        assert fields["Memory Size"] == f"{template_memory_size()} MB"  # the template's MemorySize
         assert float(fields["Duration"].removesuffix(" ms")) >= 0
 
 

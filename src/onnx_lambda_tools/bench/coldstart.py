@@ -93,7 +93,7 @@ def measure(
                 "POWERTOOLS_SERVICE_NAME": "onnx-lambda",
                 "POWERTOOLS_METRICS_NAMESPACE": "OnnxLambda",
                 "AWS_LAMBDA_FUNCTION_NAME": "onnx-lambda-inference",
-                "AWS_LAMBDA_FUNCTION_MEMORY_SIZE": "2048",
+                "AWS_LAMBDA_FUNCTION_MEMORY_SIZE": "1769",
             }
             order = ("raw", "ours") if repetition % 2 == 0 else ("ours", "raw")
             for side in order:

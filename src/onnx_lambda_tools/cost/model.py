@@ -73,7 +73,7 @@ class Scenario:
 
     requests_per_month: float = 10_000_000
     workload: str = "embeddings-1"
-    memory_mb: int = 2048
+    memory_mb: int = 1769
     architecture: Architecture = "x86_64"
     #: Overrides of the modelled figures (warm handler time and init at this memory).
     duration_ms: float | None = None

@@ -72,7 +72,7 @@ class LambdaEnvironment:
         environment: Mapping[str, str],
         *,
         handler: str | None = None,
-        memory_mb: int = 2048,
+        memory_mb: int = 1769,
         timeout_seconds: int = 30,
         function_name: str = "onnx-lambda-inference",
         log_path: Path | None = None,

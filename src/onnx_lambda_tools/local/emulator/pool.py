@@ -60,7 +60,7 @@ class FunctionRuntime:
 
     function_name: str
     environment: Mapping[str, str]
-    memory_mb: int = 2048
+    memory_mb: int = 1769
     timeout_seconds: int = 30
     #: ``module.function``; ``None`` runs the Dockerfile's CMD, as the image does.
     handler: str | None = None
