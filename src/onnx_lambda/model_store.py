@@ -96,6 +96,11 @@ class ModelArtifacts:
     timings: dict[str, float]
     from_cache: bool
 
+    @property
+    def model_file(self) -> str:
+        """The file ``model`` holds: model.onnx, or the manifest's optimized copy of it."""
+        return _model_file(self.optimized)
+
 
 @dataclass(frozen=True, slots=True)
 class _Files:
@@ -113,7 +118,11 @@ class _Files:
 
     @property
     def model_file(self) -> str:
-        return self.optimized.file if self.optimized is not None else MODEL_FILE
+        return _model_file(self.optimized)
+
+
+def _model_file(optimized: OptimizedModel | None) -> str:
+    return optimized.file if optimized is not None else MODEL_FILE
 
 
 class ModelStore:

@@ -100,8 +100,7 @@ def _load_one(settings: Settings, store: ModelStore, source: ModelSource) -> Ser
     started = time.perf_counter()
     artifacts = store.fetch(source)
     manifest = artifacts.manifest
-    # The file the bytes are: model.onnx, or the manifest's optimized copy of it.
-    file = artifacts.optimized.file if artifacts.optimized is not None else MODEL_FILE
+    file = artifacts.model_file
     try:
         with init_span("## session create") as session_span:
             session_span.annotations["model"] = manifest.name
